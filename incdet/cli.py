@@ -1,0 +1,39 @@
+"""The ``incdet`` console script: finds the sub-commands in ``incdet.commands`` and runs one.
+
+Exit codes: 0 success (a batch job may still have skipped and reported some items);
+1 a batch job could process none of its items; 2 bad usage or bad input for the whole job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+import incdet.commands
+from incdet.errors import InputError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="incdet", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(incdet.commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"incdet.commands.{info.name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"incdet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("incdet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``incdet`` sub-command; each defines ``register(subparsers)`` and ``run(args) -> int``."""

@@ -1,0 +1,1 @@
+"""Datasets: annotation records, their file formats and the generated demo data."""

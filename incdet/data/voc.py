@@ -1,0 +1,71 @@
+"""PASCAL-VOC XML annotations (ILSVRC-DET uses the same shape)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from incdet.data.annotation import Annotation
+from incdet.errors import InputError
+from incdet.io import write_text
+
+
+def read_voc_xml(path: str | Path) -> Annotation:
+    """Parse one VOC XML file; VOC's 1-based inclusive corners become continuous xyxy."""
+    path = Path(path)
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise InputError(path, f"malformed XML ({exc})") from None
+    try:
+        filename = root.findtext("filename", "").strip() or path.stem
+        width = int(root.findtext("size/width"))
+        height = int(root.findtext("size/height"))
+    except (TypeError, ValueError):
+        raise InputError(path, "missing or non-integer <size><width>/<height>") from None
+    boxes, labels, difficult = [], [], []
+    for i, obj in enumerate(root.iter("object")):
+        name = (obj.findtext("name") or "").strip()
+        try:
+            x1, y1, x2, y2 = (float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
+        except (TypeError, ValueError):
+            raise InputError(path, f"object {i} ({name or 'unnamed'}): missing or non-numeric bndbox") from None
+        if not name:
+            raise InputError(path, f"object {i}: empty <name>")
+        if x2 < x1 or y2 < y1:
+            raise InputError(path, f"object {i} ({name}): xmax < xmin or ymax < ymin")
+        boxes.append([x1 - 1, y1 - 1, x2, y2])
+        labels.append(name)
+        difficult.append((obj.findtext("difficult") or "0").strip() == "1")
+    return Annotation(filename, width, height, np.array(boxes, np.float32).reshape(-1, 4), labels, np.array(difficult, bool))
+
+
+def write_voc_xml(path: str | Path, ann: Annotation) -> None:
+    root = ET.Element("annotation")
+    ET.SubElement(root, "filename").text = ann.filename
+    size = ET.SubElement(root, "size")
+    for key, value in (("width", ann.width), ("height", ann.height), ("depth", 3)):
+        ET.SubElement(size, key).text = str(value)
+    for box, label, diff in zip(ann.boxes, ann.labels, ann.difficult):
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = label
+        ET.SubElement(obj, "difficult").text = str(int(diff))
+        bnd = ET.SubElement(obj, "bndbox")
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        for key, value in (("xmin", x1 + 1), ("ymin", y1 + 1), ("xmax", x2), ("ymax", y2)):
+            ET.SubElement(bnd, key).text = str(value)
+    ET.indent(root)
+    write_text(path, ET.tostring(root, encoding="unicode") + "\n")
+
+
+def read_voc_dir(folder: str | Path) -> list[Annotation]:
+    """All ``*.xml`` annotations in a folder, sorted by file name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "annotation folder does not exist")
+    files = sorted(folder.glob("*.xml"))
+    if not files:
+        raise InputError(folder, "no .xml annotation files in this folder")
+    return [read_voc_xml(f) for f in files]
