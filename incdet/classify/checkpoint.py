@@ -1,0 +1,73 @@
+"""The region-classifier file: weights plus everything needed to use them correctly.
+
+A detector that loads weights must also know the class list, the crop size and the
+context padding they were trained with; storing them together makes a mismatched
+checkpoint an error at load time instead of silently wrong detections.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from incdet.classify.models import build_classifier
+from incdet.errors import InputError
+from incdet.io import atomic_path
+
+FORMAT = "incdet.region_classifier.v1"
+
+
+@dataclass(frozen=True)
+class RegionClassifierSpec:
+    """How a region classifier was built and what its outputs mean (index 0 = background)."""
+
+    arch: str
+    classes: tuple[str, ...]
+    input_size: int
+    context_pad: int
+    width: float = 1.0
+    low_res: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.classes) + 1
+
+    def build(self) -> nn.Module:
+        return build_classifier(self.arch, self.num_outputs, width=self.width, low_res=self.low_res)
+
+
+def save_region_classifier(path: str | Path, spec: RegionClassifierSpec, model: nn.Module) -> None:
+    payload = {"format": FORMAT, **asdict(spec), "classes": list(spec.classes), "state_dict": model.state_dict()}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_region_classifier(path: str | Path, device: torch.device | str = "cpu") -> tuple[RegionClassifierSpec, nn.Module]:
+    """Load a classifier saved by ``save_region_classifier``, in eval mode on ``device``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "checkpoint file does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
+        raise InputError(path, f"not a readable torch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise InputError(path, f"not an incdet region-classifier checkpoint (expected format {FORMAT!r})")
+    try:
+        spec = RegionClassifierSpec(
+            arch=payload["arch"], classes=tuple(payload["classes"]), input_size=int(payload["input_size"]),
+            context_pad=int(payload["context_pad"]), width=float(payload["width"]), low_res=bool(payload["low_res"]),
+            metadata=dict(payload.get("metadata", {})),
+        )
+        model = spec.build()
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise InputError(path, f"checkpoint does not match its architecture ({str(exc).splitlines()[0]})") from None
+    return spec, model.to(device).eval()

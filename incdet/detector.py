@@ -1,0 +1,56 @@
+"""The whole pipeline on one image: proposals -> warp -> ensemble -> per-class NMS."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from incdet.classify.ensemble import Ensemble
+from incdet.postprocess.nms import Detections, select_detections
+from incdet.proposals.selective_search import selective_search
+from incdet.regions.warp import image_to_tensor
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    superpixel_scale: float = 2.0
+    score_threshold: float = 0.05
+    nms_iou: float = 0.3
+    max_detections: int = 100
+
+
+class Detector:
+    """Runs every stage on one image and keeps the seconds each stage took."""
+
+    def __init__(self, ensemble: Ensemble, config: DetectorConfig = DetectorConfig(), device: torch.device | str = "cpu") -> None:
+        self.ensemble = ensemble.to(device)
+        self.config = config
+        self.device = torch.device(device)
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.ensemble.classes
+
+    def propose(self, image: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        boxes = selective_search(image, self.config.superpixel_scale)
+        self.seconds["proposals"] += time.perf_counter() - start
+        return boxes
+
+    def detect(self, image: np.ndarray, proposals: np.ndarray | None = None) -> Detections:
+        """Detections for an RGB uint8 image; ``proposals`` (N, 4) xyxy skips the search."""
+        if proposals is None:
+            proposals = self.propose(image)
+        start = time.perf_counter()
+        boxes = torch.as_tensor(proposals, dtype=torch.float32, device=self.device).reshape(-1, 4)
+        probs = self.ensemble(image_to_tensor(image, self.device), boxes)
+        self.seconds["warp+classify"] += time.perf_counter() - start
+        start = time.perf_counter()
+        dets = select_detections(boxes, probs, self.config.score_threshold, self.config.nms_iou, self.config.max_detections)
+        self.seconds["nms"] += time.perf_counter() - start
+        return Detections(*(t.cpu() for t in dets))

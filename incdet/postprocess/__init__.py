@@ -1,0 +1,1 @@
+"""Stage 4: from per-region class probabilities to final detections."""

@@ -1,0 +1,1 @@
+"""Stage 2: turning proposals into fixed-size classifier inputs, and labelling them for training."""

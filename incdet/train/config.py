@@ -1,0 +1,67 @@
+"""YAML training configs read into typed dataclasses, with errors that name the file and key."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from incdet.errors import InputError
+
+T = TypeVar("T")
+
+
+def load_config(path: str | Path, schema: type[T]) -> T:
+    """Read ``path`` into the dataclass ``schema``; unknown keys and wrong types are errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "config file does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(path, f"invalid YAML ({str(exc).splitlines()[0]})") from None
+    config = _build(schema, data, path, "")
+    check = getattr(config, "validate", None)
+    if check is not None:
+        try:
+            check()
+        except ValueError as exc:
+            raise InputError(path, str(exc)) from None
+    return config
+
+
+def _build(cls: type, data: Any, path: Path, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise InputError(path, f"{where or 'top level'}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise InputError(path, f"unknown key {where}{unknown[0]} (known here: {', '.join(fields)})")
+    hints = typing.get_type_hints(cls)
+    values = {name: _coerce(hints[name], value, path, f"{where}{name}") for name, value in data.items()}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, path: Path, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path, where + ".")
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option in (int, str, bool) and type(value) is option:
+            return value
+        if typing.get_origin(option) is list and isinstance(value, list):
+            return list(value)
+        if typing.get_origin(option) is dict and isinstance(value, dict):
+            return dict(value)
+        if option is Any:
+            return value
+    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise InputError(path, f"{where}: expected {expected}, got {value!r}")
