@@ -36,7 +36,7 @@ def load_config(path: str | Path, schema: type[T]) -> T:
 
 def _build(cls: type, data: Any, path: Path, where: str) -> Any:
     if not isinstance(data, dict):
-        raise InputError(path, f"{where or 'top level'}: expected a mapping, got {type(data).__name__}")
+        raise InputError(path, f"{where.rstrip('.') or 'top level'}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:

@@ -1,0 +1,91 @@
+"""``incdet detect IMAGES...``: the whole pipeline over images, to a COCO-results JSON (and drawings)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from incdet.classify.ensemble import load_ensemble
+from incdet.data.classes import read_class_list
+from incdet.detector import Detector, DetectorConfig
+from incdet.errors import InputError
+from incdet.io import list_images, read_image, write_image, write_json
+from incdet.postprocess.coco_results import to_coco_records
+from incdet.postprocess.draw import draw_detections
+from incdet.proposals.store import load_proposals
+
+DEMO_MODEL = Path(__file__).resolve().parent.parent / "weights" / "demo_regions.pt"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "detect", help="detect objects in images (selective search -> Inception ensemble -> NMS)",
+        description="Exit codes: 0 done (bad images are reported and skipped), 1 no image could be processed, 2 bad input.",
+    )
+    parser.add_argument("images", nargs="+", help="image files and/or folders of images")
+    parser.add_argument("--model", action="append", help="region-classifier checkpoint; repeat for an ensemble (default: the shipped demo model)")
+    parser.add_argument("--out", default="out/detections.json", help="COCO-results JSON to write (default: %(default)s)")
+    parser.add_argument("--draw", metavar="DIR", help="also write each image with its labelled boxes as DIR/<name>.png")
+    parser.add_argument("--draw-threshold", type=float, default=0.5, help="minimum score of drawn boxes (default: %(default)s)")
+    parser.add_argument("--score-threshold", type=float, default=0.05, help="minimum score of written detections (default: %(default)s)")
+    parser.add_argument("--nms-iou", type=float, default=0.3, help="per-class NMS IoU (R-CNN: 0.3; default: %(default)s)")
+    parser.add_argument("--max-detections", type=int, default=100, help="per image (default: %(default)s)")
+    parser.add_argument("--superpixel-scale", type=float, default=2.0, help="selective-search superpixel size, x R-CNN's (default: %(default)s)")
+    parser.add_argument("--proposals", help="precomputed proposals (.npz/.json from `incdet propose`) instead of searching")
+    parser.add_argument("--classes", help="class list file; refuse checkpoints trained on another list")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.set_defaults(func=run)
+
+
+def collect_images(items: list[str]) -> list[Path]:
+    paths: list[Path] = []
+    for item in items:
+        paths.extend(list_images(item) if Path(item).is_dir() else [Path(item)])
+    return paths
+
+
+def run(args: argparse.Namespace) -> int:
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device)
+    expected = read_class_list(args.classes) if args.classes else None
+    ensemble = load_ensemble(args.model or [DEMO_MODEL], device, expected)
+    config = DetectorConfig(args.superpixel_scale, args.score_threshold, args.nms_iou, args.max_detections)
+    detector = Detector(ensemble, config, device)
+    proposals = load_proposals(args.proposals) if args.proposals else None
+    paths = collect_images(args.images)
+
+    records: list[dict] = []
+    skipped: list[str] = []
+    start = time.perf_counter()
+    for image_id, path in enumerate(tqdm(paths, desc="detect", unit="img")):
+        try:
+            image = read_image(path)
+            if proposals is not None and path.name not in proposals:
+                raise InputError(path, f"no proposals for this image in {args.proposals}")
+            dets = detector.detect(image, None if proposals is None else proposals[path.name])
+        except InputError as exc:
+            skipped.append(str(exc))
+            tqdm.write(f"skipped {exc}", file=sys.stderr)
+            continue
+        records.extend(to_coco_records(dets, image_id, path.name, detector.classes))
+        if args.draw:
+            write_image(Path(args.draw) / f"{path.stem}.png", draw_detections(image, dets, detector.classes, args.draw_threshold))
+    processed = len(paths) - len(skipped)
+    if processed == 0:
+        print(f"incdet: error: none of the {len(paths)} images could be processed", file=sys.stderr)
+        return 1
+    write_json(args.out, records)
+    elapsed = time.perf_counter() - start
+    stages = ", ".join(f"{name} {seconds / processed:.3f}" for name, seconds in detector.seconds.items())
+    print(f"{processed} images in {elapsed:.1f} s ({elapsed / processed:.2f} s/image; per stage, s/image: {stages}) on {device}")
+    print(f"{len(records)} detections ({len(ensemble.members)}-model ensemble, classes: {', '.join(detector.classes)})")
+    if skipped:
+        print(f"{len(skipped)} images skipped:\n  " + "\n  ".join(skipped))
+    print(f"detections written to {args.out}")
+    if args.draw:
+        print(f"drawn images written to {args.draw}/")
+    return 0

@@ -1,0 +1,25 @@
+"""``incdet train regions --config FILE``: fit a learned stage from a YAML config."""
+
+from __future__ import annotations
+
+import argparse
+
+from incdet.train.config import load_config
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a learned stage (Lightning) from a YAML config")
+    tasks = parser.add_subparsers(dest="task", required=True, metavar="TASK")
+    regions = tasks.add_parser("regions", help="R-CNN style region classifier (classes + background)")
+    regions.add_argument("--config", required=True, help="YAML config, e.g. configs/demo.yaml")
+    regions.set_defaults(func=run_regions)
+
+
+def run_regions(args: argparse.Namespace) -> int:
+    from incdet.train.region_config import RegionTrainConfig
+    from incdet.train.regions import train_regions
+
+    cfg = load_config(args.config, RegionTrainConfig)
+    path = train_regions(cfg)
+    print(f"region classifier written to {path} (Lightning checkpoints and CSV logs in {cfg.out_dir})")
+    return 0
