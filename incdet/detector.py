@@ -1,4 +1,8 @@
-"""The whole pipeline on one image: proposals -> warp -> ensemble -> per-class NMS."""
+"""Stages 2-4 on one image: proposals -> warp -> ensemble -> per-class NMS.
+
+Proposals come in from outside because selective search, the slow stage, runs over a
+process pool for many images at once (``incdet.proposals.store.propose_images``).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,11 @@ import torch
 
 from incdet.classify.ensemble import Ensemble
 from incdet.postprocess.nms import Detections, select_detections
-from incdet.proposals.selective_search import selective_search
 from incdet.regions.warp import image_to_tensor
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    superpixel_scale: float = 2.0
     score_threshold: float = 0.05
     nms_iou: float = 0.3
     max_detections: int = 100
@@ -36,16 +38,8 @@ class Detector:
     def classes(self) -> tuple[str, ...]:
         return self.ensemble.classes
 
-    def propose(self, image: np.ndarray) -> np.ndarray:
-        start = time.perf_counter()
-        boxes = selective_search(image, self.config.superpixel_scale)
-        self.seconds["proposals"] += time.perf_counter() - start
-        return boxes
-
-    def detect(self, image: np.ndarray, proposals: np.ndarray | None = None) -> Detections:
-        """Detections for an RGB uint8 image; ``proposals`` (N, 4) xyxy skips the search."""
-        if proposals is None:
-            proposals = self.propose(image)
+    def detect(self, image: np.ndarray, proposals: np.ndarray) -> Detections:
+        """Detections for an RGB uint8 image and its (N, 4) xyxy proposals."""
         start = time.perf_counter()
         boxes = torch.as_tensor(proposals, dtype=torch.float32, device=self.device).reshape(-1, 4)
         probs = self.ensemble(image_to_tensor(image, self.device), boxes)

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -17,7 +18,7 @@ from incdet.errors import InputError
 from incdet.io import list_images, read_image, write_image, write_json
 from incdet.postprocess.coco_results import to_coco_records
 from incdet.postprocess.draw import draw_detections
-from incdet.proposals.store import load_proposals
+from incdet.proposals.store import load_proposals, propose_images
 
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "weights" / "demo_regions.pt"
 
@@ -38,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--superpixel-scale", type=float, default=2.0, help="selective-search superpixel size, x R-CNN's (default: %(default)s)")
     parser.add_argument("--proposals", help="precomputed proposals (.npz/.json from `incdet propose`) instead of searching")
     parser.add_argument("--classes", help="class list file; refuse checkpoints trained on another list")
+    parser.add_argument("--workers", type=int, help="selective-search processes (default: one per CPU)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.set_defaults(func=run)
 
@@ -49,24 +51,38 @@ def collect_images(items: list[str]) -> list[Path]:
     return paths
 
 
+def image_proposals(paths: list[Path], args: argparse.Namespace) -> tuple[dict[Path, np.ndarray], list[str], dict[Path, float]]:
+    """Proposals per image, from ``--proposals`` or selective search over a process pool.
+
+    Returns the proposals, the skipped images' one-line reasons and the search seconds per image.
+    """
+    if args.proposals:
+        stored = load_proposals(args.proposals)
+        missing = [str(InputError(p, f"no proposals for this image in {args.proposals}")) for p in paths if p.name not in stored]
+        return {p: stored[p.name] for p in paths if p.name in stored}, missing, {}
+    with tqdm(total=len(paths), desc="proposals", unit="img") as bar:
+        run = propose_images(paths, args.superpixel_scale, workers=args.workers, on_done=lambda _: bar.update())
+    for _, message in run.failures:
+        tqdm.write(f"skipped {message}", file=sys.stderr)
+    return run.boxes, [message for _, message in run.failures], run.seconds
+
+
 def run(args: argparse.Namespace) -> int:
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     expected = read_class_list(args.classes) if args.classes else None
     ensemble = load_ensemble(args.model or [DEMO_MODEL], device, expected)
-    config = DetectorConfig(args.superpixel_scale, args.score_threshold, args.nms_iou, args.max_detections)
-    detector = Detector(ensemble, config, device)
-    proposals = load_proposals(args.proposals) if args.proposals else None
+    detector = Detector(ensemble, DetectorConfig(args.score_threshold, args.nms_iou, args.max_detections), device)
     paths = collect_images(args.images)
+    start = time.perf_counter()
+    proposals, skipped, search_seconds = image_proposals(paths, args)
 
     records: list[dict] = []
-    skipped: list[str] = []
-    start = time.perf_counter()
     for image_id, path in enumerate(tqdm(paths, desc="detect", unit="img")):
+        if path not in proposals:
+            continue
         try:
             image = read_image(path)
-            if proposals is not None and path.name not in proposals:
-                raise InputError(path, f"no proposals for this image in {args.proposals}")
-            dets = detector.detect(image, None if proposals is None else proposals[path.name])
+            dets = detector.detect(image, proposals[path])
         except InputError as exc:
             skipped.append(str(exc))
             tqdm.write(f"skipped {exc}", file=sys.stderr)
@@ -80,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     write_json(args.out, records)
     elapsed = time.perf_counter() - start
-    stages = ", ".join(f"{name} {seconds / processed:.3f}" for name, seconds in detector.seconds.items())
-    print(f"{processed} images in {elapsed:.1f} s ({elapsed / processed:.2f} s/image; per stage, s/image: {stages}) on {device}")
+    # Selective search runs in parallel, so its summed seconds exceed its share of the wall time.
+    stages = {"proposals": sum(search_seconds.values()), **detector.seconds} if search_seconds else dict(detector.seconds)
+    print(f"{processed} images in {elapsed:.1f} s wall ({elapsed / processed:.2f} s/image) on {device}")
+    print("per stage, s/image: " + ", ".join(f"{name} {sec / processed:.3f}" for name, sec in stages.items()))
     print(f"{len(records)} detections ({len(ensemble.members)}-model ensemble, classes: {', '.join(detector.classes)})")
     if skipped:
         print(f"{len(skipped)} images skipped:\n  " + "\n  ".join(skipped))

@@ -1,0 +1,46 @@
+import cv2
+import numpy as np
+import pytest
+
+from incdet.errors import InputError
+from incdet.io import atomic_path, list_images, read_image, write_json
+
+
+def test_grayscale_rgba_and_16_bit_images_become_8_bit_rgb(tmp_path):
+    gray = np.arange(0, 240, dtype=np.uint8).reshape(12, 20)
+    cv2.imwrite(str(tmp_path / "gray.png"), gray)
+    rgba = np.dstack([np.full((12, 20, 3), (10, 20, 30), np.uint8), np.full((12, 20), 7, np.uint8)])
+    cv2.imwrite(str(tmp_path / "rgba.png"), rgba)
+    cv2.imwrite(str(tmp_path / "deep.png"), np.full((12, 20, 3), 65535, np.uint16))
+    for name in ("gray.png", "rgba.png", "deep.png"):
+        image = read_image(tmp_path / name)
+        assert image.shape == (12, 20, 3) and image.dtype == np.uint8
+    assert (read_image(tmp_path / "gray.png")[..., 0] == gray).all()
+    assert read_image(tmp_path / "rgba.png")[0, 0].tolist() == [30, 20, 10]  # BGR on disk -> RGB
+    assert (read_image(tmp_path / "deep.png") == 255).all()
+
+
+def test_unreadable_files_give_one_line_errors(tmp_path):
+    (tmp_path / "notes.jpg").write_text("this is text, not a JPEG")
+    (tmp_path / "empty.png").write_bytes(b"")
+    for name in ("notes.jpg", "empty.png", "missing.png"):
+        with pytest.raises(InputError) as info:
+            read_image(tmp_path / name)
+        assert str(info.value).startswith(str(tmp_path / name)) and "\n" not in str(info.value)
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    (tmp_path / "readme.txt").write_text("no images here")
+    with pytest.raises(InputError, match="no image files"):
+        list_images(tmp_path)
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    target = tmp_path / "out.json"
+    write_json(target, {"version": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text('{"version": 2, "trunc')
+            raise RuntimeError("crash while writing")
+    assert target.read_text() == '{\n "version": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
