@@ -231,3 +231,16 @@ def test_unrecognised_ground_truth(tmp_path: Path, capsys):
     (tmp_path / "notes.txt").write_text("hello")
     assert main(["eval", "--gt", str(tmp_path / "notes.txt"), "--dets", str(dets)]) == 2
     assert "not a recognised ground truth" in capsys.readouterr().err
+
+
+def test_voc_year_folder_uses_the_image_set(tmp_path: Path):
+    root = tmp_path / "VOC2007"
+    (root / "ImageSets/Main").mkdir(parents=True)
+    (root / "Annotations").mkdir()
+    for name in ("000001", "000002", "000003"):
+        write_voc_xml(root / f"Annotations/{name}.xml", Annotation(f"{name}.jpg", 50, 40, [[0, 0, 10, 10]], ["cat"]))
+    (root / "ImageSets/Main/test.txt").write_text("000001\n000003\n")
+    ds = load_dataset(root, split="test")
+    assert ds.format == "voc" and [a.filename for a in ds.annotations] == ["000001.jpg", "000003.jpg"]
+    assert ds.image_dir == root / "JPEGImages"
+    assert ds.image_path(ds.annotations[0]) == root / "JPEGImages/000001.jpg"

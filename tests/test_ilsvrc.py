@@ -232,3 +232,18 @@ def test_evaluation_matches_devkit_on_raw_xml(devkit: Path):
     for wnid, ap in expected.items():
         assert got[wnid] == pytest.approx(ap, abs=1e-12), wnid
     assert result.detection_status.tolist() == [1, 0, 1, -1, 1, 0, 1, 0, 0]
+
+
+def test_incdet_eval_on_a_devkit_root(devkit: Path, tmp_path: Path, capsys):
+    from incdet.cli import main
+
+    dets = tmp_path / "dets.json"
+    dets.write_text('[{"file_name": "ILSVRC2012_val_00000001.JPEG", "category_id": 26, '
+                    '"bbox": [10, 20, 100, 50], "score": 0.9}]')  # category_id 26 = bird (ILSVRC2014_DET_ID)
+    assert main(["eval", "--gt", str(devkit), "--dets", str(dets), "--json", str(tmp_path / "e.json")]) == 0
+    out = capsys.readouterr().out
+    assert "n01503061  bird" in out and "over 3 of 200 classes" in out
+    import json
+
+    bird = json.loads((tmp_path / "e.json").read_text())["classes"][25]
+    assert (bird["class"], bird["name"], bird["num_gt"], bird["num_tp"]) == (BIRD, "bird", 2, 1)

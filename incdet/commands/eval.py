@@ -69,10 +69,11 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(result, args.sort, dataset.display_names))
     print(f"ground truth: {dataset.format} from {args.gt} ({len(dataset.annotations)} images; classes: "
           f"{dataset.classes_source}); detections: {len(records)} records in {args.dets}")
-    for item in skipped.items[:max(args.show_skipped, 0)]:
+    items = sorted(skipped.items, key=lambda item: item.kind == "warning")  # skipped first, then warnings
+    for item in items[:max(args.show_skipped, 0)]:
         print(f"  {'warning' if item.kind == 'warning' else 'skipped'}: {item.message}", file=sys.stderr)
-    if len(skipped.items) > args.show_skipped:
-        print(f"  ... and {len(skipped.items) - args.show_skipped} more lines", file=sys.stderr)
+    if len(items) > args.show_skipped:
+        print(f"  ... and {len(items) - args.show_skipped} more lines (all are in --json)", file=sys.stderr)
     print(skipped.summary(), file=sys.stderr)
 
     if args.json:
