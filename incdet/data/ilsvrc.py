@@ -142,7 +142,10 @@ def read_class_image_lists(root: Path, split: str, report: SkipReport) -> dict[s
 
 
 def read_ilsvrc_xml(path: Path, filename: str, report: SkipReport) -> Annotation | None:
-    """One ILSVRC XML; None (reported) when the file is unusable, bad objects skipped one by one."""
+    """One ILSVRC XML; None (reported) when the file is unusable, bad objects skipped one by one.
+
+    Only ``name`` and ``bndbox`` are read: ILSVRC-DET has no difficult flag, and eval_det.m
+    reads nothing else either."""
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
