@@ -6,19 +6,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from tqdm import tqdm
-
-from incdet.classify.ensemble import load_ensemble
-from incdet.data.classes import read_class_list
-from incdet.detector import Detector, DetectorConfig
 from incdet.errors import InputError
-from incdet.io import list_images, read_image, write_image, write_json
-from incdet.postprocess.coco_results import to_coco_records
-from incdet.postprocess.draw import draw_detections
-from incdet.proposals.store import load_proposals, propose_images
+from incdet.io import list_images
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "weights" / "demo_regions.pt"
 
@@ -56,6 +50,10 @@ def image_proposals(paths: list[Path], args: argparse.Namespace) -> tuple[dict[P
 
     Returns the proposals, the skipped images' one-line reasons and the search seconds per image.
     """
+    from tqdm import tqdm
+
+    from incdet.proposals.store import load_proposals, propose_images
+
     if args.proposals:
         stored = load_proposals(args.proposals)
         missing = [str(InputError(p, f"no proposals for this image in {args.proposals}")) for p in paths if p.name not in stored]
@@ -68,6 +66,17 @@ def image_proposals(paths: list[Path], args: argparse.Namespace) -> tuple[dict[P
 
 
 def run(args: argparse.Namespace) -> int:
+    # Heavy imports here, not at module level: the CLI imports every command to build its parser.
+    import torch
+    from tqdm import tqdm
+
+    from incdet.classify.ensemble import load_ensemble
+    from incdet.data.classes import read_class_list
+    from incdet.detector import Detector, DetectorConfig
+    from incdet.io import read_image, write_image, write_json
+    from incdet.postprocess.coco_results import to_coco_records
+    from incdet.postprocess.draw import draw_detections
+
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     expected = read_class_list(args.classes) if args.classes else None
     ensemble = load_ensemble(args.model or [DEMO_MODEL], device, expected)
