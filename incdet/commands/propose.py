@@ -6,15 +6,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from tqdm import tqdm
-
-from incdet.data.voc import read_voc_dir
 from incdet.errors import InputError
 from incdet.io import list_images
-from incdet.proposals.quality import coverage, mabo, recall_at
-from incdet.proposals.store import check_store_path, propose_images, save_proposals
+
+if TYPE_CHECKING:
+    import numpy as np
 
 RECALL_COUNTS = (10, 50, 100, 300, 500, 1000, 2000)
 
@@ -54,6 +52,9 @@ def _collect(inputs: list[Path]) -> list[Path]:
 
 
 def _report_quality(boxes: dict[Path, np.ndarray], gt_dir: Path) -> None:
+    from incdet.data.voc import read_voc_dir
+    from incdet.proposals.quality import coverage, mabo, recall_at
+
     annotations = {Path(a.filename).stem: a for a in read_voc_dir(gt_dir)}
     matched = [(b, annotations[p.stem]) for p, b in boxes.items() if p.stem in annotations]
     if len(matched) < len(boxes):
@@ -75,6 +76,12 @@ def _report_quality(boxes: dict[Path, np.ndarray], gt_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Heavy imports here, not at module level: the CLI imports every command to build its parser.
+    import numpy as np
+    from tqdm import tqdm
+
+    from incdet.proposals.store import check_store_path, propose_images, save_proposals
+
     out = check_store_path(args.out)
     if args.superpixel_scale <= 0:
         raise InputError(None, f"--superpixel-scale must be positive, got {args.superpixel_scale}")
