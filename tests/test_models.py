@@ -152,8 +152,14 @@ def test_load_backbone_weights_refuses_wrong_files(tmp_path) -> None:
     model = build_classifier("googlenet", 10, width=0.5)
     text = tmp_path / "notes.txt"
     text.write_text("not weights")
-    with pytest.raises(InputError, match="notes.txt: cannot read"):
+    with pytest.raises(InputError, match="notes.txt: is not a torch weight file"):
         load_backbone_weights(model, text)
+    with pytest.raises(InputError, match="missing.pth: cannot read a torch weight file"):
+        load_backbone_weights(model, tmp_path / "missing.pth")
+    whole = tmp_path / "whole_model.pt"
+    torch.save(torch.nn.Linear(2, 2), whole)
+    with pytest.raises(InputError, match="whole_model.pt: holds pickled objects"):
+        load_backbone_weights(model, whole)
     listing = tmp_path / "list.pt"
     torch.save([torch.zeros(3)], listing)
     with pytest.raises(InputError, match="list.pt: is not a state dict"):

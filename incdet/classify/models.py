@@ -18,6 +18,7 @@ inception_v3   299      79        75       21
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -97,7 +98,11 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> LoadedWeights:
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types (pickle, zip, OS) for unreadable files
+    except pickle.UnpicklingError as exc:  # weights_only's many-line advice would not help here
+        if "Unsupported global" in str(exc):
+            raise InputError(path, "holds pickled objects, not only tensors (a whole model?); save its state_dict() instead") from exc
+        raise InputError(path, "is not a torch weight file (torch.load cannot unpickle it)") from exc
+    except Exception as exc:  # torch raises many types (zip, OS, EOF) for unreadable files
         raise InputError(path, f"cannot read a torch weight file ({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise InputError(path, "is not a state dict (a mapping of parameter names to tensors)")
