@@ -32,6 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-detections", type=int, default=100, help="per image (default: %(default)s)")
     parser.add_argument("--superpixel-scale", type=float, default=2.0, help="selective-search superpixel size, x R-CNN's (default: %(default)s)")
     parser.add_argument("--proposals", help="precomputed proposals (.npz/.json from `incdet propose`) instead of searching")
+    multibox = parser.add_mutually_exclusive_group()
+    multibox.add_argument("--multibox", metavar="CKPT", help="merge this MultiBox network's top-N boxes into the proposals "
+                          "(default with the demo model and no --proposals: the shipped demo MultiBox network, if present)")
+    multibox.add_argument("--no-multibox", action="store_true", help="selective search only")
+    parser.add_argument("--multibox-top-n", type=int, default=200, help="MultiBox boxes per image (default: %(default)s)")
     parser.add_argument("--classes", help="class list file; refuse checkpoints trained on another list")
     parser.add_argument("--workers", type=int, help="selective-search processes (default: one per CPU)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -46,23 +51,30 @@ def collect_images(items: list[str]) -> list[Path]:
 
 
 def image_proposals(paths: list[Path], args: argparse.Namespace) -> tuple[dict[Path, np.ndarray], list[str], dict[Path, float]]:
-    """Proposals per image, from ``--proposals`` or selective search over a process pool.
+    """Proposals per image, from ``--proposals`` or selective search over a process pool, with the
+    top-N boxes of a MultiBox network merged in when one is configured (see ``detect_checkpoint``).
 
     Returns the proposals, the skipped images' one-line reasons and the search seconds per image.
     """
     from tqdm import tqdm
 
+    from incdet.proposals.multibox_propose import detect_checkpoint, with_multibox
     from incdet.proposals.store import load_proposals, propose_images
 
     if args.proposals:
         stored = load_proposals(args.proposals)
         missing = [str(InputError(p, f"no proposals for this image in {args.proposals}")) for p in paths if p.name not in stored]
-        return {p: stored[p.name] for p in paths if p.name in stored}, missing, {}
-    with tqdm(total=len(paths), desc="proposals", unit="img") as bar:
-        run = propose_images(paths, args.superpixel_scale, workers=args.workers, on_done=lambda _: bar.update())
-    for _, message in run.failures:
-        tqdm.write(f"skipped {message}", file=sys.stderr)
-    return run.boxes, [message for _, message in run.failures], run.seconds
+        boxes, skipped, seconds = {p: stored[p.name] for p in paths if p.name in stored}, missing, {}
+    else:
+        with tqdm(total=len(paths), desc="proposals", unit="img") as bar:
+            run = propose_images(paths, args.superpixel_scale, workers=args.workers, on_done=lambda _: bar.update())
+        for _, message in run.failures:
+            tqdm.write(f"skipped {message}", file=sys.stderr)
+        boxes, skipped, seconds = run.boxes, [message for _, message in run.failures], run.seconds
+    checkpoint = detect_checkpoint(args.multibox, args.no_multibox, default_applies=not args.model and not args.proposals)
+    if checkpoint is None:
+        return boxes, skipped, seconds
+    return with_multibox(paths, boxes, skipped, seconds, checkpoint, args.multibox_top_n, args.device)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,8 @@ from incdet.io import list_images
 if TYPE_CHECKING:
     import numpy as np
 
+    from incdet.proposals.store import ProposalRun
+
 RECALL_COUNTS = (10, 50, 100, 300, 500, 1000, 2000)
 
 
@@ -37,6 +39,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--gt", type=Path, default=None, metavar="ANNOTATION_DIR",
         help="VOC XML folder; also report coverage, MABO and recall (matched by file name)",
     )
+    mb = parser.add_argument_group("MultiBox (GoogLeNet's detection entry: selective search + top-N learned boxes)")
+    mb.add_argument("--proposals", type=Path, metavar="FILE", help="selective-search boxes cached by an earlier run (.npz/.json) instead of searching again")
+    mb.add_argument("--multibox", type=Path, metavar="CKPT", help="add this MultiBox network's top-N boxes; --out then holds the merged "
+                    "boxes and OUT_STEM.sources.json says which stage proposed each")
+    mb.add_argument("--top-n", type=int, default=200, help="MultiBox boxes per image (default: %(default)s, as the paper)")
+    mb.add_argument("--dedup-iou", type=float, default=0.7, help="a MultiBox box this close to a selective-search box is the same box (default: %(default)s)")
+    mb.add_argument("--report", action="store_true", help="with --gt: compare selective search, MultiBox and merged (MultiBox: --multibox, "
+                    "else the shipped demo network) and write a recall plot")
+    mb.add_argument("--baseline", type=Path, action="append", default=[], metavar="FILE",
+                    help="also report these cached proposals (e.g. R-CNN's --superpixel-scale 1); repeatable")
+    mb.add_argument("--plot", type=Path, metavar="PNG", help="recall-vs-proposals plot of --report (default: OUT_STEM_recall.png beside --out)")
     parser.set_defaults(func=run)
 
 
@@ -91,11 +104,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(args.gt, "annotation folder does not exist")
     paths = _collect(args.images)
 
+    if args.report and args.gt is None:
+        raise InputError(None, "--report needs --gt ANNOTATION_DIR to measure against")
+
     start = time.perf_counter()
-    with tqdm(total=len(paths), unit="img", desc="selective search", file=sys.stderr) as bar:
-        result = propose_images(
-            paths, args.superpixel_scale, workers=args.workers, on_done=lambda _: bar.update()
-        )
+    if args.proposals:
+        result = _cached(paths, args.proposals)
+    else:
+        with tqdm(total=len(paths), unit="img", desc="selective search", file=sys.stderr) as bar:
+            result = propose_images(
+                paths, args.superpixel_scale, workers=args.workers, on_done=lambda _: bar.update()
+            )
     wall = time.perf_counter() - start
     for _, message in result.failures:
         print(f"skipped {message}", file=sys.stderr)
@@ -109,12 +128,36 @@ def run(args: argparse.Namespace) -> int:
         f"{done} image(s) processed, {len(result.failures)} skipped; proposals/image: mean {counts.mean():.0f} "
         f"(min {counts.min()}, max {counts.max()})"
     )
-    print(
-        f"seconds/image: {np.mean(list(result.seconds.values())):.2f} per worker, "
-        f"{wall / done:.2f} wall-clock over the batch"
-    )
-    if args.gt is not None:
+    if result.seconds:
+        print(
+            f"seconds/image: {np.mean(list(result.seconds.values())):.2f} per worker, "
+            f"{wall / done:.2f} wall-clock over the batch"
+        )
+    boxes = result.boxes
+    if args.multibox or args.report:
+        from incdet.proposals.compare import add_multibox_and_report
+
+        ss_name = f"selective search ({args.proposals.name})" if args.proposals else f"selective search x{args.superpixel_scale:g}"
+        boxes = add_multibox_and_report(
+            result.boxes, ss_name, out, args.multibox, args.top_n, args.dedup_iou,
+            args.gt if args.report else None, args.baseline, args.plot,
+        )
+    elif args.gt is not None:
         _report_quality(result.boxes, args.gt)
-    save_proposals(out, {path.name: boxes for path, boxes in result.boxes.items()})
-    print(f"wrote proposals for {done} image(s) to {out}")
+    save_proposals(out, {path.name: b for path, b in boxes.items()})
+    print(f"wrote proposals for {len(boxes)} image(s) to {out}")
     return 0
+
+
+def _cached(paths: list[Path], cache: Path) -> ProposalRun:
+    """Selective-search boxes of ``paths`` from an earlier run's file; images it lacks are skipped."""
+    from incdet.proposals.store import ProposalRun, load_proposals
+
+    stored = load_proposals(cache)
+    run = ProposalRun()
+    for path in paths:
+        if path.name in stored:
+            run.boxes[path] = stored[path.name]
+        else:
+            run.failures.append((path, str(InputError(path, f"no proposals for this image in {cache}"))))
+    return run

@@ -1,4 +1,4 @@
-"""``incdet train regions --config FILE``: fit a learned stage from a YAML config."""
+"""``incdet train regions|multibox --config FILE``: fit a learned stage from a YAML config."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     regions = tasks.add_parser("regions", help="R-CNN style region classifier (classes + background)")
     regions.add_argument("--config", required=True, help="YAML config, e.g. configs/demo.yaml")
     regions.set_defaults(func=run_regions)
+    multibox = tasks.add_parser("multibox", help="MultiBox proposal network (priors clustered from the training boxes)")
+    multibox.add_argument("--config", required=True, help="YAML config, e.g. configs/multibox_demo.yaml")
+    multibox.set_defaults(func=run_multibox)
 
 
 def run_regions(args: argparse.Namespace) -> int:
@@ -22,4 +25,14 @@ def run_regions(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, RegionTrainConfig)
     path = train_regions(cfg)
     print(f"region classifier written to {path} (Lightning checkpoints and CSV logs in {cfg.out_dir})")
+    return 0
+
+
+def run_multibox(args: argparse.Namespace) -> int:
+    from incdet.train.multibox import train_multibox
+    from incdet.train.multibox_config import MultiBoxTrainConfig
+
+    cfg = load_config(args.config, MultiBoxTrainConfig)
+    path = train_multibox(cfg)
+    print(f"MultiBox network written to {path} (Lightning checkpoints and CSV logs in {cfg.out_dir})")
     return 0

@@ -1,0 +1,72 @@
+"""``incdet train multibox``: cluster priors on the training boxes, fit a MultiBox network with Lightning."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from incdet.errors import InputError
+from incdet.proposals.multibox import MultiBoxNet
+from incdet.proposals.multibox_checkpoint import load_multibox, save_multibox
+from incdet.proposals.priors import cluster_priors, mirror_boxes
+from incdet.train.multibox_config import MultiBoxTrainConfig
+from incdet.train.multibox_data import MultiBoxDataModule, MultiBoxTable, load_split
+from incdet.train.multibox_module import MultiBoxModule
+
+
+def initial_network(cfg: MultiBoxTrainConfig, train: MultiBoxTable, annotations_dir: Path) -> MultiBoxNet:
+    """Continue from ``init_checkpoint`` (its priors, refused if it disagrees with the config) or start
+    afresh over priors clustered from the training boxes (and their mirror images when training flips)."""
+    spec = cfg.model.spec()
+    if cfg.init_checkpoint:
+        _, loaded = load_multibox(cfg.init_checkpoint, expected=spec)
+        model = spec.build(loaded.priors, dropout=cfg.model.dropout)
+        model.load_state_dict(loaded.state_dict())
+        return model
+    boxes = [b for b in train.boxes if len(b)]
+    if cfg.data.flip:
+        boxes += [mirror_boxes(b) for b in boxes]
+    try:
+        priors = cluster_priors(boxes, cfg.model.num_priors, cfg.seed)
+    except ValueError as exc:
+        raise InputError(annotations_dir, f"cannot make MultiBox priors ({exc})") from None
+    # Each ground truth claims one prior, so this is the share of outputs that are positive.
+    positive_rate = min(0.5, max(1e-4, sum(len(b) for b in train.boxes) / len(train) / cfg.model.num_priors))
+    return spec.build(torch.from_numpy(priors), dropout=cfg.model.dropout, positive_rate=positive_rate)
+
+
+def train_multibox(cfg: MultiBoxTrainConfig) -> Path:
+    """Train, keep Lightning checkpoints and CSV logs in ``out_dir``, export the MultiBox file."""
+    L.seed_everything(cfg.seed, workers=True)
+    root = Path(cfg.data.root)
+    train_dir = root / cfg.data.train_split
+    train = load_split(train_dir, cfg.model.input_size)
+    val = load_split(root / cfg.data.val_split, cfg.model.input_size) if cfg.data.val_split else None
+    model = initial_network(cfg, train, train_dir / "annotations")
+    data = MultiBoxDataModule(train, val, batch_size=cfg.data.batch_size, flip=cfg.data.flip, num_workers=cfg.data.num_workers)
+    module = MultiBoxModule(model, cfg.optim, cfg.alpha, cfg.val_top_n)
+
+    out_dir = Path(cfg.out_dir)
+    callbacks: list[L.Callback] = [ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True)]
+    if cfg.optim.ema_decay is not None:
+        callbacks.append(EMAWeightAveraging(decay=cfg.optim.ema_decay))
+    trainer = L.Trainer(
+        max_epochs=cfg.max_epochs, default_root_dir=out_dir, logger=CSVLogger(out_dir, name="logs"),
+        callbacks=callbacks, gradient_clip_val=cfg.optim.gradient_clip, deterministic=True, **cfg.trainer,
+    )
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    seconds = time.perf_counter() - start
+    metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()}
+    metadata = {
+        "epochs": cfg.max_epochs, "train_images": len(train), "train_boxes": int(sum(len(b) for b in train.boxes)),
+        "train_seconds": round(seconds, 1), "metrics": metrics,
+    }
+    save_multibox(cfg.export, replace(cfg.model.spec(), metadata=metadata), module.model)
+    return Path(cfg.export)

@@ -1,0 +1,92 @@
+"""MultiBox training data: whole images resized to the network input, boxes normalised by image size.
+
+Every image of a split is decoded and resized once (the demo splits fit in memory many times
+over); batches then only flip and stack. Boxes are normalised by the size of the image file as
+decoded, the same size the detector will later scale predictions back to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from incdet.data.voc import read_voc_dir
+from incdet.errors import InputError
+from incdet.io import read_image
+from incdet.proposals.multibox import resize_image
+from incdet.proposals.priors import mirror_boxes, normalise_boxes
+
+
+@dataclass
+class MultiBoxTable:
+    """A split as the network sees it: (N, 3, S, S) normalised images and per-image (G, 4) normalised boxes."""
+
+    images: Tensor
+    boxes: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def load_split(split_dir: Path, input_size: int) -> MultiBoxTable:
+    """Read ``split_dir/annotations/*.xml`` and their images from ``split_dir/images``."""
+    annotations = read_voc_dir(split_dir / "annotations")
+    images, boxes = [], []
+    for ann in annotations:
+        path = split_dir / "images" / ann.filename
+        image = read_image(path)
+        height, width = image.shape[:2]
+        if (ann.width, ann.height) not in ((width, height), (0, 0)):
+            raise InputError(
+                split_dir / "annotations" / f"{Path(ann.filename).stem}.xml",
+                f"says the image is {ann.width}x{ann.height} but {path.name} is {width}x{height}",
+            )
+        images.append(resize_image(image, input_size))
+        boxes.append(np.clip(normalise_boxes(ann.boxes, width, height), 0, 1))
+    return MultiBoxTable(torch.stack(images), boxes)
+
+
+class MultiBoxDataset(Dataset):
+    """(image, boxes) pairs, each image mirrored with probability 1/2 when ``flip`` is set."""
+
+    def __init__(self, table: MultiBoxTable, flip: bool) -> None:
+        self.table = table
+        self.flip = flip
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        image, boxes = self.table.images[index], self.table.boxes[index]
+        if self.flip and torch.rand(()) < 0.5:
+            image, boxes = image.flip(-1), mirror_boxes(boxes)
+        return image, torch.from_numpy(np.ascontiguousarray(boxes, np.float32))
+
+
+def collate(items: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, list[Tensor]]:
+    """Images stack; box counts differ per image, so boxes stay a list."""
+    return torch.stack([image for image, _ in items]), [boxes for _, boxes in items]
+
+
+class MultiBoxDataModule(L.LightningDataModule):
+    def __init__(self, train: MultiBoxTable, val: MultiBoxTable | None, *, batch_size: int, flip: bool, num_workers: int = 0) -> None:
+        super().__init__()
+        self.train, self.val = train, val
+        self.batch_size, self.flip, self.num_workers = batch_size, flip, num_workers
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            MultiBoxDataset(self.train, self.flip), batch_size=self.batch_size, shuffle=True,
+            collate_fn=collate, num_workers=self.num_workers, drop_last=len(self.train) > self.batch_size,
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val is None:
+            return []
+        return DataLoader(MultiBoxDataset(self.val, flip=False), batch_size=self.batch_size, collate_fn=collate, num_workers=self.num_workers)
