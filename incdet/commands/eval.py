@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from incdet.data.dataset import Dataset, load_dataset, read_class_list
+from incdet.data.classes import read_class_list
+from incdet.data.dataset import Dataset, load_dataset
 from incdet.evaluate import evaluate_detections
 from incdet.evaluate.detections import read_detections
 from incdet.evaluate.report import SORT_KEYS, format_table, to_json, write_pr_curves

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from incdet.errors import InputError
 
 
 def read_class_list(path: str | Path) -> list[str]:
+    """Class names in index order: one per line (``classes.txt``), or incdet's ILSVRC TSV
+    (``index<TAB>synset<TAB>name``, whose synset column is the class). ``#`` starts a comment."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "class list missing (one class name per line)")
-    classes = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not classes or len(set(classes)) != len(classes):
-        raise InputError(path, "class list is empty or has duplicate names")
-    return classes
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"cannot read class list ({exc})") from None
+    rows = [line.split("#", 1)[0].strip() for line in lines]
+    rows = [row for row in rows if row]
+    if rows and rows[0].split("\t") == ["index", "synset", "name"]:
+        rows = [row.split("\t")[1] for row in rows[1:]]
+    if not rows:
+        raise InputError(path, "class list is empty")
+    duplicates = sorted(name for name, n in Counter(rows).items() if n > 1)
+    if duplicates:
+        raise InputError(path, f"class list names {', '.join(duplicates)} more than once")
+    return rows

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from incdet.data.annotation import Annotation
+from incdet.data.classes import read_class_list
 from incdet.data.voc import read_voc_xml
 from incdet.errors import InputError
 
@@ -127,26 +128,6 @@ def check_annotation(ann: Annotation, classes: Sequence[str] | None, report: Ski
         return ann
     return Annotation(ann.filename, ann.width, ann.height, ann.boxes[keep],
                       [label for label, k in zip(ann.labels, keep) if k], ann.difficult[keep])
-
-
-def read_class_list(path: str | Path) -> list[str]:
-    """Class names in index order: one per line (``classes.txt``), or incdet's ILSVRC TSV
-    (``index<TAB>synset<TAB>name``, whose synset column is the class). ``#`` starts a comment."""
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"cannot read class list ({exc})") from None
-    rows = [line.split("#", 1)[0].strip() for line in lines]
-    rows = [row for row in rows if row]
-    if rows and rows[0].split("\t") == ["index", "synset", "name"]:
-        rows = [row.split("\t")[1] for row in rows[1:]]
-    if not rows:
-        raise InputError(path, "class list is empty")
-    duplicates = sorted(name for name, n in Counter(rows).items() if n > 1)
-    if duplicates:
-        raise InputError(path, f"class list names {', '.join(duplicates)} more than once")
-    return rows
 
 
 def load_dataset(path: str | Path, split: str | None = None, classes: Sequence[str] | None = None,

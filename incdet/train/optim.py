@@ -26,6 +26,9 @@ class OptimConfig:
     label_smoothing: float = 0.1
     gradient_clip: float | None = 2.0
     ema_decay: float | None = 0.999
+    # The average starts as a copy of the model at this epoch: averaging in the random
+    # initialisation would bias batch-norm running statistics for a long time.
+    ema_start_epoch: int = 1
 
     def validate(self) -> None:
         if self.name not in OPTIMIZERS:

@@ -10,9 +10,15 @@ from incdet.train.optim import OptimConfig
 
 @dataclass
 class RegionDataConfig:
-    root: str = "demo"
-    train_split: str = "train"
-    val_split: str = "val"
+    """Ground truth in any format ``load_dataset`` reads: a VOC annotation folder, an
+    ILSVRC-DET devkit root (with its ``*_split``) or a COCO instances JSON."""
+
+    train: str = "demo/train/annotations"
+    val: str | None = "demo/val/annotations"
+    train_split: str | None = None
+    val_split: str | None = None
+    classes: str | None = None
+    proposal_cache: str | None = None  # default: <out_dir>/proposals
     superpixel_scale: float = 2.0
     fg_iou: float = 0.5
     fg_fraction: float = 0.25

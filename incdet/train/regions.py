@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -11,9 +12,8 @@ from lightning.pytorch.loggers import CSVLogger
 from tqdm import tqdm
 
 from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
-from incdet.data.annotation import Annotation
 from incdet.data.classes import read_class_list
-from incdet.data.voc import read_voc_dir
+from incdet.data.dataset import load_dataset
 from incdet.errors import InputError
 from incdet.io import read_image
 from incdet.proposals.store import load_proposals, propose_images, save_proposals
@@ -22,42 +22,47 @@ from incdet.train.region_data import RegionDataModule, RegionTable, build_region
 from incdet.train.region_module import RegionClassifierModule
 
 
-def split_proposals(split_dir: Path, image_paths: list[Path], superpixel_scale: float) -> list[np.ndarray]:
-    """Selective-search boxes of a split, computed once and cached beside it (the slow stage)."""
-    cache = split_dir / f"proposals_ss{superpixel_scale:g}.npz"
+def cached_proposals(cache: Path, image_paths: list[Path], superpixel_scale: float) -> tuple[dict[Path, np.ndarray], list[tuple[Path, str]]]:
+    """Selective-search boxes, computed once (the slow stage) and cached in ``cache``."""
     stored = load_proposals(cache) if cache.is_file() else {}
     missing = [p for p in image_paths if p.name not in stored]
+    failures: list[tuple[Path, str]] = []
     if missing:
-        with tqdm(total=len(missing), desc=f"proposals {split_dir.name}", unit="img") as bar:
+        with tqdm(total=len(missing), desc=f"proposals for {cache.name}", unit="img") as bar:
             run = propose_images(missing, superpixel_scale, on_done=lambda _: bar.update())
-        if run.failures:
-            raise InputError(run.failures[0][0], f"cannot compute proposals for training ({run.failures[0][1]})")
+        failures = run.failures
         stored.update({p.name: boxes for p, boxes in run.boxes.items()})
         save_proposals(cache, stored)
-    return [stored[p.name] for p in image_paths]
+    return {p: stored[p.name] for p in image_paths if p.name in stored}, failures
 
 
-def load_region_table(root: Path, split: str, classes: list[str], cfg: RegionTrainConfig) -> RegionTable:
-    split_dir = root / split
-    annotations: list[Annotation] = read_voc_dir(split_dir / "annotations")
-    known = set(classes)
-    for ann in annotations:
-        unknown = sorted(set(ann.labels) - known)
-        if unknown:
-            raise InputError(split_dir / "annotations" / f"{Path(ann.filename).stem}.xml", f"class {unknown[0]!r} is not in classes.txt")
-    image_paths = [split_dir / "images" / ann.filename for ann in annotations]
-    images = [read_image(p) for p in image_paths]
-    proposals = split_proposals(split_dir, image_paths, cfg.data.superpixel_scale)
-    return build_region_table(images, annotations, proposals, classes, cfg.data.fg_iou)
+def load_region_table(path: str, split: str | None, classes: list[str] | None, cfg: RegionTrainConfig, cache: Path) -> tuple[RegionTable, list[str]]:
+    """Label the proposals of a dataset split; bad images and annotations are skipped and reported."""
+    dataset = load_dataset(path, split=split, classes=classes)
+    for item in dataset.skipped.items:
+        print(f"skipped {item.message}", file=sys.stderr)
+    paths = [dataset.image_path(ann) for ann in dataset.annotations]
+    proposals, failures = cached_proposals(cache, paths, cfg.data.superpixel_scale)
+    for _, message in failures:
+        print(f"skipped {message}", file=sys.stderr)
+    kept = [(ann, p) for ann, p in zip(dataset.annotations, paths) if p in proposals]
+    if not kept:
+        raise InputError(path, "no usable training images")
+    images = [read_image(p) for _, p in kept]
+    table = build_region_table(images, [a for a, _ in kept], [proposals[p] for _, p in kept], dataset.classes, cfg.data.fg_iou)
+    return table, dataset.classes
 
 
 def train_regions(cfg: RegionTrainConfig) -> Path:
     """Train, keep Lightning checkpoints and CSV logs in ``out_dir``, export the model file."""
     L.seed_everything(cfg.seed, workers=True)
-    root = Path(cfg.data.root)
-    classes = read_class_list(root / "classes.txt")
-    train = load_region_table(root, cfg.data.train_split, classes, cfg)
-    val = load_region_table(root, cfg.data.val_split, classes, cfg) if cfg.data.val_split else None
+    given = read_class_list(cfg.data.classes) if cfg.data.classes else None
+    cache = Path(cfg.data.proposal_cache or Path(cfg.out_dir) / "proposals")
+    scale = f"ss{cfg.data.superpixel_scale:g}"
+    train, classes = load_region_table(cfg.data.train, cfg.data.train_split, given, cfg, cache / f"train_{scale}.npz")
+    val = None
+    if cfg.data.val:
+        val, _ = load_region_table(cfg.data.val, cfg.data.val_split, classes, cfg, cache / f"val_{scale}.npz")
     spec = RegionClassifierSpec(
         arch=cfg.model.arch, classes=tuple(classes), input_size=cfg.model.input_size,
         context_pad=cfg.model.resolved_context_pad, width=cfg.model.width, low_res=cfg.model.low_res,
@@ -73,7 +78,8 @@ def train_regions(cfg: RegionTrainConfig) -> Path:
     if cfg.optim.ema_decay is not None:
         # The v3 paper evaluates a running average of the weights; Lightning's callback
         # validates with the average and leaves it in the model when training ends.
-        callbacks.append(EMAWeightAveraging(decay=cfg.optim.ema_decay))
+        start = cfg.optim.ema_start_epoch * cfg.data.batches_per_epoch
+        callbacks.append(EMAWeightAveraging(decay=cfg.optim.ema_decay, update_starting_at_step=start))
     trainer = L.Trainer(
         max_epochs=cfg.max_epochs, default_root_dir=out_dir, logger=CSVLogger(out_dir, name="logs"),
         callbacks=callbacks, gradient_clip_val=cfg.optim.gradient_clip, deterministic=True, **cfg.trainer,
