@@ -31,8 +31,9 @@ INCEPTION_TABLE: dict[str, tuple[int, int, int, int, int, int]] = {
     "inception5b": (384, 192, 384, 48, 128, 128),
 }
 
-# ImageNet statistics of the normalised input, and the [-1, 1] range Google's original weights
-# (which torchvision ports) were trained on: torchvision's ``transform_input=True`` mapping.
+# The statistics the input is normalised with. The model maps such input to the [-1, 1] pixel
+# range Google's original weights (which torchvision ports) expect, as torchvision's
+# ``transform_input=True`` does.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
