@@ -22,18 +22,25 @@ from incdet.train.region_data import RegionDataModule, RegionTable, build_region
 from incdet.train.region_module import RegionClassifierModule
 
 
+def _cache_key(path: Path) -> str:
+    """File name plus size and modification time, so a regenerated image never reuses stale boxes."""
+    stat = path.stat()
+    return f"{path.name}@{stat.st_size}-{stat.st_mtime_ns}"
+
+
 def cached_proposals(cache: Path, image_paths: list[Path], superpixel_scale: float) -> tuple[dict[Path, np.ndarray], list[tuple[Path, str]]]:
     """Selective-search boxes, computed once (the slow stage) and cached in ``cache``."""
     stored = load_proposals(cache) if cache.is_file() else {}
-    missing = [p for p in image_paths if p.name not in stored]
+    keys = {p: _cache_key(p) for p in image_paths if p.is_file()}
+    missing = [p for p in image_paths if keys.get(p) not in stored]
     failures: list[tuple[Path, str]] = []
     if missing:
         with tqdm(total=len(missing), desc=f"proposals for {cache.name}", unit="img") as bar:
             run = propose_images(missing, superpixel_scale, on_done=lambda _: bar.update())
         failures = run.failures
-        stored.update({p.name: boxes for p, boxes in run.boxes.items()})
+        stored.update({keys[p]: boxes for p, boxes in run.boxes.items()})
         save_proposals(cache, stored)
-    return {p: stored[p.name] for p in image_paths if p.name in stored}, failures
+    return {p: stored[keys[p]] for p in image_paths if keys.get(p) in stored}, failures
 
 
 def load_region_table(path: str, split: str | None, classes: list[str] | None, cfg: RegionTrainConfig, cache: Path) -> tuple[RegionTable, list[str]]:
