@@ -113,7 +113,7 @@ def test_propose_report_compares_the_three_sets_and_writes_plot_and_sources(tiny
     rows = {line.split("|")[1].strip(): line for line in table}
     # Selective search: only gt 0 of image 0 (IoU 0.8) of 3 boxes; the baseline holds the ground truth itself.
     assert "0.333" in rows["selective search (ss.json)"].split("|")[3]
-    assert "1.000" in rows["baseline.npz"].split("|")[3]
+    assert "1.000" in rows["baseline (baseline.npz)"].split("|")[3]
     assert {"MultiBox top-200", "merged"} <= set(rows)
     assert (tmp_path / "out" / "merged_recall.png").stat().st_size > 1000
     merged = load_proposals(out)

@@ -1,4 +1,4 @@
-"""``incdet propose``: selective-search proposals for images or folders, cached in one file."""
+"""``incdet propose``: selective-search (+ MultiBox) proposals for images or folders, cached in one file."""
 
 from __future__ import annotations
 
@@ -22,9 +22,10 @@ RECALL_COUNTS = (10, 50, 100, 300, 500, 1000, 2000)
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "propose",
-        help="selective-search region proposals for images",
+        help="selective-search (+ MultiBox) region proposals for images",
         description="Compute selective-search proposals (R-CNN fast mode, GoogLeNet's doubled superpixels "
-        "by default) for images, in parallel, and save them keyed by image file name.",
+        "by default) for images, in parallel, and save them keyed by image file name; optionally merge in a "
+        "MultiBox network's top-N boxes and compare the three sets on ground truth (--report).",
     )
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGES", help="image files or folders of images")
     parser.add_argument("--out", type=Path, required=True, help="output file, .npz or .json")
@@ -106,6 +107,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.report and args.gt is None:
         raise InputError(None, "--report needs --gt ANNOTATION_DIR to measure against")
+    if args.baseline and not args.report:
+        raise InputError(None, "--baseline is only used by --report")
+    if args.multibox or args.report:
+        from incdet.proposals.compare import add_multibox_and_report, prepare_multibox
+
+        multibox = prepare_multibox(args.multibox, args.top_n, args.dedup_iou, args.baseline)
 
     start = time.perf_counter()
     if args.proposals:
@@ -135,13 +142,8 @@ def run(args: argparse.Namespace) -> int:
         )
     boxes = result.boxes
     if args.multibox or args.report:
-        from incdet.proposals.compare import add_multibox_and_report
-
         ss_name = f"selective search ({args.proposals.name})" if args.proposals else f"selective search x{args.superpixel_scale:g}"
-        boxes = add_multibox_and_report(
-            result.boxes, ss_name, out, args.multibox, args.top_n, args.dedup_iou,
-            args.gt if args.report else None, args.baseline, args.plot,
-        )
+        boxes = add_multibox_and_report(result.boxes, ss_name, out, multibox, args.gt if args.report else None, args.plot)
     elif args.gt is not None:
         _report_quality(result.boxes, args.gt)
     save_proposals(out, {path.name: b for path, b in boxes.items()})

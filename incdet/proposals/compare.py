@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from incdet.data.voc import read_voc_dir
 from incdet.errors import InputError
 from incdet.io import write_text
 from incdet.proposals.merge import SOURCES, MergedProposals
+from incdet.proposals.multibox_checkpoint import load_multibox
 from incdet.proposals.multibox_propose import DEMO_CHECKPOINT, MultiBoxSettings, merged_image_proposals
 from incdet.proposals.report import format_report, plot_recall, proposal_stats, report_counts
 from incdet.proposals.store import load_proposals
@@ -72,30 +74,38 @@ def compare_on_ground_truth(
     return "\n".join(lines + [format_report(stats, num_gt, len(names))])
 
 
-def add_multibox_and_report(
-    ss: Mapping[Path, np.ndarray],
-    ss_name: str,
-    out: Path,
-    checkpoint: Path | None,
-    top_n: int,
-    dedup_iou: float,
-    gt_dir: Path | None,
-    baselines: list[Path],
-    plot: Path | None,
-) -> dict[Path, np.ndarray]:
-    """Merge MultiBox boxes into ``ss``, write their sources beside ``out``, and with ``gt_dir`` print
-    the comparison and write its plot. Returns the merged boxes (images MultiBox could not read are left out)."""
+@dataclass(frozen=True)
+class MultiBoxJob:
+    """What ``propose --multibox/--report`` will do, checked before the slow selective search runs."""
+
+    checkpoint: Path
+    settings: MultiBoxSettings
+    baselines: dict[str, dict[str, np.ndarray]]
+
+
+def prepare_multibox(checkpoint: Path | None, top_n: int, dedup_iou: float, baselines: list[Path]) -> MultiBoxJob:
+    """Resolve the checkpoint (default: the shipped demo network) and read it and the baseline files,
+    so that a bad one fails in seconds rather than after minutes of selective search."""
     if checkpoint is None:
         if not DEMO_CHECKPOINT.is_file():
             raise InputError(DEMO_CHECKPOINT, "no shipped MultiBox network; pass --multibox CKPT (see `incdet train multibox`)")
         checkpoint = DEMO_CHECKPOINT
+    load_multibox(checkpoint)
     try:
         settings = MultiBoxSettings(top_n=top_n, dedup_iou=dedup_iou)
     except ValueError as exc:
         raise InputError(None, str(exc)) from None
-    baseline_sets = {path.name: load_proposals(path) for path in baselines}  # fail on a bad file before any work
+    return MultiBoxJob(checkpoint, settings, {f"baseline ({path.name})": load_proposals(path) for path in baselines})
+
+
+def add_multibox_and_report(
+    ss: Mapping[Path, np.ndarray], ss_name: str, out: Path, job: MultiBoxJob, gt_dir: Path | None, plot: Path | None
+) -> dict[Path, np.ndarray]:
+    """Merge MultiBox boxes into ``ss``, write their sources beside ``out``, and with ``gt_dir`` print
+    the comparison (``job``'s baselines included) and write its plot. Returns the merged boxes
+    (images MultiBox could not read are left out)."""
     with tqdm(total=len(ss), unit="img", desc="MultiBox", file=sys.stderr) as bar:
-        merged, run = merged_image_proposals(list(ss), ss, checkpoint, settings, on_done=lambda _: bar.update())
+        merged, run = merged_image_proposals(list(ss), ss, job.checkpoint, job.settings, on_done=lambda _: bar.update())
     for _, message in run.failures:
         print(f"skipped {message}", file=sys.stderr)
     if merged:
@@ -105,9 +115,9 @@ def add_multibox_and_report(
     if gt_dir is not None and merged:
         sets = {
             ss_name: {path.name: ss[path] for path in merged},
-            f"MultiBox top-{top_n}": {path.name: run.proposals[path][0] for path in merged},
+            f"MultiBox top-{job.settings.top_n}": {path.name: run.proposals[path][0] for path in merged},
             "merged": {path.name: m.boxes for path, m in merged.items()},
-            **baseline_sets,
+            **job.baselines,
         }
         plot = plot or out.with_name(f"{out.stem}_recall.png")
         print(compare_on_ground_truth(sets, gt_dir, plot, f"{gt_dir}: proposals per image vs recall"))
