@@ -1,4 +1,4 @@
-"""``incdet train regions|multibox --config FILE``: fit a learned stage from a YAML config."""
+"""``incdet train regions|multibox|backbone --config FILE``: fit a learned stage from a YAML config."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     multibox = tasks.add_parser("multibox", help="MultiBox proposal network (priors clustered from the training boxes)")
     multibox.add_argument("--config", required=True, help="YAML config, e.g. configs/multibox_demo.yaml")
     multibox.set_defaults(func=run_multibox)
+    backbone = tasks.add_parser("backbone", help="Inception classification backbone (GoogLeNet / Inception-v3 recipes)")
+    backbone.add_argument("--config", required=True, help="YAML config, e.g. configs/backbone_demo.yaml")
+    backbone.set_defaults(func=run_backbone)
 
 
 def run_regions(args: argparse.Namespace) -> int:
@@ -35,4 +38,17 @@ def run_multibox(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, MultiBoxTrainConfig)
     path = train_multibox(cfg)
     print(f"MultiBox network written to {path} (Lightning checkpoints and CSV logs in {cfg.out_dir})")
+    return 0
+
+
+def run_backbone(args: argparse.Namespace) -> int:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from incdet.train.backbone import train_backbone
+    from incdet.train.backbone_config import BackboneTrainConfig
+
+    cfg = load_config(args.config, BackboneTrainConfig)
+    path = train_backbone(cfg)
+    if rank_zero_only.rank == 0:  # DDP runs this command once per process
+        print(f"backbone written to {path} (Lightning checkpoints and CSV logs in {cfg.out_dir})")
     return 0

@@ -1,0 +1,70 @@
+"""``incdet train backbone``: train an Inception classification backbone with Lightning, as the papers did.
+
+One code path from one CPU to many GPUs: the config's ``trainer:`` mapping goes straight to
+``lightning.Trainer`` (devices, strategy: ddp, precision, ...), and Lightning shards the data.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from incdet.data.classification import ClassificationSet, load_classification
+from incdet.train.backbone_config import BackboneTrainConfig
+from incdet.train.backbone_data import BackboneDataModule
+from incdet.train.backbone_file import BackboneSpec, save_backbone, save_state_dict
+from incdet.train.backbone_module import BackboneModule, ParameterAveraging
+
+
+def load_splits(cfg: BackboneTrainConfig) -> tuple[ClassificationSet, ClassificationSet | None]:
+    data = cfg.data
+    train = load_classification(data.format, data.root, data.train_split)
+    val = load_classification(data.format, data.root, data.val_split, classes=train.classes) if data.val_split else None
+    for split in (train, val):
+        for item in split.skipped.items if split else ():
+            print(f"skipped {item.message}", file=sys.stderr)
+    return train, val
+
+
+def make_trainer(cfg: BackboneTrainConfig, callbacks: list[L.Callback] = ()) -> tuple[L.Trainer, ParameterAveraging | None]:
+    """The Lightning trainer of a config; returns the averaging callback too (None with ``averaging: none``)."""
+    out_dir = Path(cfg.out_dir)
+    averaging = None
+    if cfg.averaging != "none":
+        decay = cfg.optim.ema_decay if cfg.averaging == "ema" else None
+        averaging = ParameterAveraging(start_epoch=cfg.optim.ema_start_epoch, decay=decay)
+    trainer = L.Trainer(
+        max_epochs=cfg.max_epochs, default_root_dir=out_dir, logger=CSVLogger(out_dir, name="logs"),
+        callbacks=[ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True), *([averaging] if averaging else []), *callbacks],
+        gradient_clip_val=cfg.optim.gradient_clip, **cfg.trainer,
+    )
+    return trainer, averaging
+
+
+def train_backbone(cfg: BackboneTrainConfig, callbacks: list[L.Callback] = ()) -> Path:
+    """Train, keep Lightning checkpoints and CSV logs in ``out_dir``, export the (averaged) weights."""
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    L.seed_everything(cfg.seed, workers=True)
+    train, val = load_splits(cfg)
+    spec = BackboneSpec(arch=cfg.model.arch, classes=tuple(train.classes), input_size=cfg.model.input_size,
+                        width=cfg.model.width, low_res=cfg.model.low_res)
+    data = BackboneDataModule(train, val, input_size=spec.input_size, augment=cfg.augment,
+                              batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers)
+    module = BackboneModule(spec, cfg.optim, aux_logits=cfg.model.aux_logits, aux_weight=cfg.model.aux_weight,
+                            dropout=cfg.model.dropout, pretrained=cfg.model.pretrained)
+    trainer, _ = make_trainer(cfg, callbacks)
+    trainer.fit(module, datamodule=data)
+    if trainer.is_global_zero:
+        metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()}
+        final = BackboneSpec(**{**spec.__dict__, "metadata": {"epochs": trainer.current_epoch, "averaging": cfg.averaging, "metrics": metrics}})
+        save_backbone(cfg.export, final, module.model)
+        if cfg.export_state_dict:
+            save_state_dict(cfg.export_state_dict, module.model)
+    return Path(cfg.export)
+
