@@ -34,7 +34,8 @@ def write_split(folder: Path, count: int, seed: int) -> None:
 
 def config(tmp_path: Path, **overrides: object) -> Path:
     cfg = {
-        "data": {"root": str(tmp_path / "data"), "batch_size": 8},
+        "data": {"train": str(tmp_path / "data" / "train" / "annotations"), "val": str(tmp_path / "data" / "val" / "annotations"),
+                 "batch_size": 8},
         "model": {"num_priors": 4, "input_size": 64, "width": 0.125, "head_channels": 8, "hidden": 16, "dropout": 0.0},
         "optim": {"name": "adamw", "lr": 0.01, "weight_decay": 0.0, "lr_decay": 1.0, "ema_decay": None},
         "max_epochs": 8,
@@ -100,3 +101,18 @@ def test_the_shipped_demo_network_loads_and_proposes_boxes() -> None:
     assert 0 < len(boxes) <= spec.num_priors and boxes.dtype == np.float32
     assert (boxes >= 0).all() and (boxes[:, 2] <= 256).all() and (boxes[:, 3] <= 192).all()
     assert (boxes[:, 2:] > boxes[:, :2]).all() and (np.diff(scores) <= 0).all()
+
+
+
+def test_unreadable_training_images_are_skipped_and_reported(tmp_path: Path, capsys) -> None:
+    from incdet.data.voc import read_voc_xml
+    from incdet.train.multibox_data import load_split
+
+    write_split(tmp_path, 2, seed=0)
+    (tmp_path / "images" / "001.png").write_bytes(b"not an image")
+    table = load_split(tmp_path / "annotations", None, 64)
+    assert len(table) == 1 and table.images.shape == (1, 3, 64, 64)
+    expected = read_voc_xml(tmp_path / "annotations" / "000.xml").boxes / [96, 72, 96, 72]
+    np.testing.assert_allclose(table.boxes[0], expected, rtol=1e-6)
+    err = capsys.readouterr().err
+    assert "skipped" in err and "001.png: not a readable image" in err

@@ -20,7 +20,7 @@ from incdet.train.multibox_data import MultiBoxDataModule, MultiBoxTable, load_s
 from incdet.train.multibox_module import MultiBoxModule
 
 
-def initial_network(cfg: MultiBoxTrainConfig, train: MultiBoxTable, annotations_dir: Path) -> MultiBoxNet:
+def initial_network(cfg: MultiBoxTrainConfig, train: MultiBoxTable, source: Path) -> MultiBoxNet:
     """Continue from ``init_checkpoint`` (its priors, refused if it disagrees with the config) or start
     afresh over priors clustered from the training boxes (and their mirror images when training flips)."""
     spec = cfg.model.spec()
@@ -35,7 +35,7 @@ def initial_network(cfg: MultiBoxTrainConfig, train: MultiBoxTable, annotations_
     try:
         priors = cluster_priors(boxes, cfg.model.num_priors, cfg.seed)
     except ValueError as exc:
-        raise InputError(annotations_dir, f"cannot make MultiBox priors ({exc})") from None
+        raise InputError(source, f"cannot make MultiBox priors ({exc})") from None
     # Each ground truth claims one prior, so this is the share of outputs that are positive.
     positive_rate = min(0.5, max(1e-4, sum(len(b) for b in train.boxes) / len(train) / cfg.model.num_priors))
     return spec.build(torch.from_numpy(priors), dropout=cfg.model.dropout, positive_rate=positive_rate)
@@ -44,11 +44,9 @@ def initial_network(cfg: MultiBoxTrainConfig, train: MultiBoxTable, annotations_
 def train_multibox(cfg: MultiBoxTrainConfig) -> Path:
     """Train, keep Lightning checkpoints and CSV logs in ``out_dir``, export the MultiBox file."""
     L.seed_everything(cfg.seed, workers=True)
-    root = Path(cfg.data.root)
-    train_dir = root / cfg.data.train_split
-    train = load_split(train_dir, cfg.model.input_size)
-    val = load_split(root / cfg.data.val_split, cfg.model.input_size) if cfg.data.val_split else None
-    model = initial_network(cfg, train, train_dir / "annotations")
+    train = load_split(cfg.data.train, cfg.data.train_split, cfg.model.input_size)
+    val = load_split(cfg.data.val, cfg.data.val_split, cfg.model.input_size) if cfg.data.val else None
+    model = initial_network(cfg, train, Path(cfg.data.train))
     data = MultiBoxDataModule(train, val, batch_size=cfg.data.batch_size, flip=cfg.data.flip, num_workers=cfg.data.num_workers)
     module = MultiBoxModule(model, cfg.optim, cfg.alpha, cfg.val_top_n)
 

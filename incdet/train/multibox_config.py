@@ -11,9 +11,13 @@ from incdet.train.optim import OptimConfig
 
 @dataclass
 class MultiBoxDataConfig:
-    root: str = "demo"
-    train_split: str = "train"
-    val_split: str = "val"
+    """Ground truth in any format ``load_dataset`` reads: a VOC annotation folder, an ILSVRC-DET
+    devkit root (with its ``*_split``) or a COCO instances JSON; class labels are not used."""
+
+    train: str = "demo/train/annotations"
+    val: str | None = "demo/val/annotations"
+    train_split: str | None = None
+    val_split: str | None = None
     batch_size: int = 16
     flip: bool = True
     num_workers: int = 0

@@ -7,6 +7,7 @@ decoded, the same size the detector will later scale predictions back to.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from incdet.data.voc import read_voc_dir
+from incdet.data.dataset import load_dataset
 from incdet.errors import InputError
 from incdet.io import read_image
 from incdet.proposals.multibox import resize_image
@@ -34,21 +35,29 @@ class MultiBoxTable:
         return len(self.images)
 
 
-def load_split(split_dir: Path, input_size: int) -> MultiBoxTable:
-    """Read ``split_dir/annotations/*.xml`` and their images from ``split_dir/images``."""
-    annotations = read_voc_dir(split_dir / "annotations")
+def load_split(path: str | Path, split: str | None, input_size: int) -> MultiBoxTable:
+    """Read ground truth in any format ``load_dataset`` knows (e.g. a VOC annotation folder) and its
+    images; bad annotations and unreadable images are skipped and reported on stderr."""
+    dataset = load_dataset(path, split=split)
+    messages = [item.message for item in dataset.skipped.items]
     images, boxes = [], []
-    for ann in annotations:
-        path = split_dir / "images" / ann.filename
-        image = read_image(path)
+    for ann in dataset.annotations:
+        try:
+            image_path = dataset.image_path(ann)
+            image = read_image(image_path)
+        except InputError as exc:
+            messages.append(str(exc))
+            continue
         height, width = image.shape[:2]
         if (ann.width, ann.height) not in ((width, height), (0, 0)):
-            raise InputError(
-                split_dir / "annotations" / f"{Path(ann.filename).stem}.xml",
-                f"says the image is {ann.width}x{ann.height} but {path.name} is {width}x{height}",
-            )
+            messages.append(str(InputError(image_path, f"is {width}x{height} but its annotation says {ann.width}x{ann.height}")))
+            continue
         images.append(resize_image(image, input_size))
         boxes.append(np.clip(normalise_boxes(ann.boxes, width, height), 0, 1))
+    for message in messages:
+        print(f"skipped {message}", file=sys.stderr)
+    if not images:
+        raise InputError(path, "no usable training images")
     return MultiBoxTable(torch.stack(images), boxes)
 
 
