@@ -58,10 +58,11 @@ def scaled_side(paper_side: int, size: int) -> int:
 
 
 def resized_shape(height: int, width: int, side: int) -> tuple[int, int]:
-    """(height, width) after resizing the shorter side to ``side``, keeping the aspect ratio."""
+    """(height, width) after resizing the shorter side to ``side``, keeping the aspect ratio
+    (the longer side truncated, as torchvision's ``resize(image, side)`` does)."""
     if height <= width:
-        return side, max(side, round(width * side / height))
-    return max(side, round(height * side / width)), side
+        return side, max(side, int(side * width / height))
+    return max(side, int(side * height / width)), side
 
 
 def _windows(x0: int, y0: int, w: int, h: int, size: int) -> list[tuple[str, tuple[int, int, int, int]]]:

@@ -10,6 +10,8 @@ from incdet.data.classification import FORMATS
 from incdet.train.optim import OptimConfig
 
 AVERAGING = ("ema", "polyak", "none")
+# lightning.Trainer arguments the trainer sets from the rest of the config.
+MANAGED_TRAINER_KEYS = ("max_epochs", "default_root_dir", "logger", "callbacks", "gradient_clip_val")
 
 
 @dataclass
@@ -112,5 +114,8 @@ class BackboneTrainConfig:
         for name, value in counts.items():
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        managed = sorted(set(self.trainer) & set(MANAGED_TRAINER_KEYS))
+        if managed:
+            raise ValueError(f"trainer.{managed[0]} is set by incdet from max_epochs, optim.gradient_clip and out_dir; remove it from trainer")
         if data.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {data.num_workers}")
