@@ -150,6 +150,20 @@ def test_evaluation_and_export_use_the_averaged_weights(tmp_path: Path, one_thre
         torch.testing.assert_close(value, final[key])
     assert spec.metadata["averaging"] == averaging and 0 <= spec.metadata["metrics"]["val_top1"] <= 1
 
+    resumed = tiny_config(tmp_path, averaging=averaging, max_epochs=4, resume=str(tmp_path / "run" / "checkpoints" / "last.ckpt"))
+    probe = Probe()
+    train_backbone(resumed, callbacks=[probe])
+    assert len(probe.steps) == 2 and probe.lrs == pytest.approx([0.005])  # one more epoch, the schedule continues
+    w6, w7 = probe.steps
+    if averaging == "ema":  # the average was checkpointed and goes on from where it was
+        expected = _mix(_mix(final, w6, 0.5, 0.5), w7, 0.5, 0.5)
+    else:
+        expected = {k: (4 * final[k] + w6[k] + w7[k]) / 6 for k in final}
+    spec, model = load_backbone(resumed.export)
+    for key, value in model.named_parameters():
+        torch.testing.assert_close(value, expected[key])
+    assert spec.metadata["epochs"] == 4
+
 
 def test_short_run_learns_well_above_chance(tmp_path: Path, one_thread) -> None:
     """The v3 recipe (RMSProp 0.045, smoothing, clipping, EMA) for 3 epochs of the shipped digits at 16 px."""

@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from incdet.data.classification import ClassificationSet, load_classification
+from incdet.errors import InputError
 from incdet.train.backbone_config import BackboneTrainConfig
 from incdet.train.backbone_data import BackboneDataModule
 from incdet.train.backbone_file import BackboneSpec, save_backbone, save_state_dict
@@ -48,6 +49,8 @@ def make_trainer(cfg: BackboneTrainConfig, callbacks: list[L.Callback] = ()) -> 
 
 def train_backbone(cfg: BackboneTrainConfig, callbacks: list[L.Callback] = ()) -> Path:
     """Train, keep Lightning checkpoints and CSV logs in ``out_dir``, export the (averaged) weights."""
+    if cfg.resume and not Path(cfg.resume).is_file():
+        raise InputError(cfg.resume, "checkpoint to resume from does not exist")
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     L.seed_everything(cfg.seed, workers=True)
@@ -59,7 +62,7 @@ def train_backbone(cfg: BackboneTrainConfig, callbacks: list[L.Callback] = ()) -
     module = BackboneModule(spec, cfg.optim, aux_logits=cfg.model.aux_logits, aux_weight=cfg.model.aux_weight,
                             dropout=cfg.model.dropout, pretrained=cfg.model.pretrained)
     trainer, _ = make_trainer(cfg, callbacks)
-    trainer.fit(module, datamodule=data)
+    trainer.fit(module, datamodule=data, ckpt_path=cfg.resume)
     if trainer.is_global_zero:
         metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()}
         final = BackboneSpec(**{**spec.__dict__, "metadata": {"epochs": trainer.current_epoch, "averaging": cfg.averaging, "metrics": metrics}})
