@@ -24,9 +24,12 @@ def test_demo_config_loads():
         ("model:\n  width: wide\n", "model.width: expected float"),
         ("optim:\n  name: adagrad\n", "optim.name must be one of"),
         ("data:\n  fg_fraction: 1.5\n", "fg_fraction must be in"),
+        ("data:\n  root: demo\n", "unknown key data.root"),
         ("max_epochs: 0\n", "max_epochs must be >= 1"),
         ("model: [1, 2]\n", "model: expected a mapping"),
         ("data: {root: [unclosed\n", "invalid YAML"),
+        ("optim:\n  label_smoothing: 1.0\n", "label_smoothing must be in"),
+        ("trainer:\n  max_epochs: 3\n", "trainer.max_epochs is set by incdet"),
     ],
 )
 def test_bad_config_values_name_the_file_and_key(tmp_path, text, message):

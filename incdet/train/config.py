@@ -14,6 +14,23 @@ from incdet.errors import InputError
 
 T = TypeVar("T")
 
+# Trainer arguments incdet sets itself from the config; a ``trainer:`` entry may not repeat them.
+MANAGED_TRAINER_KEYS = ("max_epochs", "default_root_dir", "logger", "callbacks", "gradient_clip_val", "deterministic")
+
+
+def require_positive(values: dict[str, float]) -> None:
+    """Raise ValueError naming the first config key whose value is below 1."""
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def check_trainer_passthrough(trainer: dict[str, Any]) -> None:
+    """The ``trainer:`` mapping goes to ``lightning.Trainer`` (devices, strategy, precision...)."""
+    managed = sorted(set(trainer) & set(MANAGED_TRAINER_KEYS))
+    if managed:
+        raise ValueError(f"trainer.{managed[0]} is set by incdet from the rest of the config; remove it from trainer")
+
 
 def load_config(path: str | Path, schema: type[T]) -> T:
     """Read ``path`` into the dataclass ``schema``; unknown keys and wrong types are errors."""

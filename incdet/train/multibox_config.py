@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from incdet.proposals.multibox_checkpoint import MultiBoxSpec
+from incdet.train.config import check_trainer_passthrough, require_positive
 from incdet.train.optim import OptimConfig
 
 
@@ -52,14 +53,12 @@ class MultiBoxTrainConfig:
 
     def validate(self) -> None:
         self.optim.validate()
-        positive = {
+        require_positive({
             "data.batch_size": self.data.batch_size, "model.num_priors": self.model.num_priors,
             "model.head_channels": self.model.head_channels, "model.hidden": self.model.hidden,
             "val_top_n": self.val_top_n, "max_epochs": self.max_epochs,
-        }
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        })
+        check_trainer_passthrough(self.trainer)
         if self.model.input_size < 32:
             raise ValueError(f"model.input_size must be at least 32 (GoogLeNet's total stride), got {self.model.input_size}")
         if self.model.width <= 0:

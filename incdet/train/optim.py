@@ -33,6 +33,14 @@ class OptimConfig:
     def validate(self) -> None:
         if self.name not in OPTIMIZERS:
             raise ValueError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {self.name!r}")
+        if self.lr <= 0 or not 0 < self.lr_decay <= 1 or self.lr_decay_epochs < 1:
+            raise ValueError("optim needs lr > 0, lr_decay in (0, 1] and lr_decay_epochs >= 1")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"optim.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"optim.ema_decay must be in (0, 1) or null, got {self.ema_decay}")
+        if self.ema_start_epoch < 0:
+            raise ValueError(f"optim.ema_start_epoch must be >= 0, got {self.ema_start_epoch}")
 
 
 def make_optimizer(params: Iterable[nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from incdet.regions.warp import default_context_pad
+from incdet.train.config import check_trainer_passthrough, require_positive
 from incdet.train.optim import OptimConfig
 
 @dataclass
@@ -59,7 +60,5 @@ class RegionTrainConfig:
             raise ValueError(f"data.fg_iou must be in (0, 1], got {self.data.fg_iou}")
         if self.model.input_size <= 2 * self.model.resolved_context_pad:
             raise ValueError(f"model.context_pad {self.model.resolved_context_pad} leaves no room in a {self.model.input_size} px crop")
-        counts = {"data.batch_size": self.data.batch_size, "data.batches_per_epoch": self.data.batches_per_epoch, "max_epochs": self.max_epochs}
-        for name, value in counts.items():
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        require_positive({"data.batch_size": self.data.batch_size, "data.batches_per_epoch": self.data.batches_per_epoch, "max_epochs": self.max_epochs})
+        check_trainer_passthrough(self.trainer)
