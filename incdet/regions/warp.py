@@ -7,9 +7,8 @@ import torch
 from torch import Tensor
 from torchvision.ops import roi_align
 
-# Inception networks are trained on ImageNet-normalised inputs (torchvision's constants).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# The classifiers take ImageNet-normalised inputs; the crops are normalised here.
+from incdet.classify.googlenet import IMAGENET_MEAN, IMAGENET_STD
 
 # R-CNN pads 16 px of context around a 227 px warp; GoogLeNet's crops are 224 px.
 RCNN_CONTEXT_PAD = 16
