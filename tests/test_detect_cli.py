@@ -31,6 +31,7 @@ def images(tmp_path):
     cv2.imwrite(str(folder / "cat.jpg"), cv2.cvtColor(cat, cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(folder / "gray.png"), cv2.cvtColor(cat, cv2.COLOR_RGB2GRAY))
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    cv2.imwrite(str(folder / "tiny.png"), cat[:12, :16])
     return folder
 
 
@@ -41,6 +42,7 @@ def test_detect_writes_results_skips_bad_images_and_draws(tmp_path, model, image
     captured = capsys.readouterr()
     assert rc == 0
     assert "broken.jpg: not a readable image" in captured.out + captured.err
+    assert "tiny.png: image is 16x12 px, smaller than the 20 px minimum region size" in captured.out + captured.err
     records = json.loads(out.read_text())
     assert {r["file_name"] for r in records} == {"cat.jpg", "gray.png"}
     assert all(r["category_name"] in SPEC.classes and len(r["bbox"]) == 4 for r in records)

@@ -104,6 +104,9 @@ def _propose_one(
     start = time.perf_counter()
     try:
         image = read_image(path)
+        height, width = image.shape[:2]
+        if min(height, width) < min_size:
+            raise InputError(path, f"image is {width}x{height} px, smaller than the {min_size} px minimum region size")
         boxes = selective_search(image, superpixel_scale, min_size=min_size, search_width=search_width, seed=seed)
     except InputError as exc:
         return None, 0.0, str(exc)
