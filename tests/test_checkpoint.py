@@ -28,7 +28,7 @@ def test_bad_checkpoints_are_refused_with_the_file_name(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         load_region_classifier(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(InputError, match="junk.pt: not a readable torch checkpoint"):
+    with pytest.raises(InputError, match="junk.pt: not a readable torch file"):
         load_region_classifier(tmp_path / "junk.pt")
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(InputError, match="not an incdet region-classifier"):

@@ -153,7 +153,7 @@ def test_checkpoint_with_broken_priors_or_foreign_content_is_refused(tmp_path) -
     with pytest.raises(InputError, match="not an incdet MultiBox checkpoint"):
         load_multibox(tmp_path / "other.pt")
     (tmp_path / "text.pt").write_text("hello")
-    with pytest.raises(InputError, match="not a readable torch checkpoint"):
+    with pytest.raises(InputError, match="not a readable torch file"):
         load_multibox(tmp_path / "text.pt")
     with pytest.raises(InputError, match="does not exist"):
         load_multibox(tmp_path / "missing.pt")

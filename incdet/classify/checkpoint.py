@@ -7,8 +7,6 @@ checkpoint an error at load time instead of silently wrong detections.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from torch import nn
 
 from incdet.classify.models import build_classifier
 from incdet.errors import InputError
-from incdet.io import atomic_path
+from incdet.model_file import read_model_file, save_model_file
 
 FORMAT = "incdet.region_classifier.v1"
 
@@ -44,22 +42,12 @@ class RegionClassifierSpec:
 
 
 def save_region_classifier(path: str | Path, spec: RegionClassifierSpec, model: nn.Module) -> None:
-    payload = {"format": FORMAT, **asdict(spec), "classes": list(spec.classes), "state_dict": model.state_dict()}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_model_file(path, FORMAT, {**asdict(spec), "classes": list(spec.classes)}, model)
 
 
 def load_region_classifier(path: str | Path, device: torch.device | str = "cpu") -> tuple[RegionClassifierSpec, nn.Module]:
     """Load a classifier saved by ``save_region_classifier``, in eval mode on ``device``."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "checkpoint file does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
-        raise InputError(path, f"not a readable torch checkpoint ({type(exc).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise InputError(path, f"not an incdet region-classifier checkpoint (expected format {FORMAT!r})")
+    payload = read_model_file(path, FORMAT, "region-classifier")
     try:
         spec = RegionClassifierSpec(
             arch=payload["arch"], classes=tuple(payload["classes"]), input_size=int(payload["input_size"]),

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from incdet.errors import InputError
-from incdet.io import atomic_path
+from incdet.model_file import read_model_file, save_model_file
 from incdet.proposals.multibox import MultiBoxNet
 
 FORMAT = "incdet.multibox.v1"
@@ -61,9 +61,7 @@ def check_priors(priors: torch.Tensor) -> str | None:
 
 
 def save_multibox(path: str | Path, spec: MultiBoxSpec, model: MultiBoxNet) -> None:
-    payload = {"format": FORMAT, **asdict(spec), "state_dict": model.state_dict()}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_model_file(path, FORMAT, asdict(spec), model)
 
 
 def load_multibox(
@@ -74,15 +72,7 @@ def load_multibox(
     With ``expected`` (built from a config), a checkpoint whose priors, input size or layer sizes
     differ is an InputError naming each difference.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "MultiBox checkpoint file does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types (pickle, zip, OS, KeyError) for files it cannot read
-        raise InputError(path, f"not a readable torch checkpoint ({type(exc).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise InputError(path, f"not an incdet MultiBox checkpoint (expected format {FORMAT!r})")
+    payload = read_model_file(path, FORMAT, "MultiBox checkpoint")
     try:
         spec = MultiBoxSpec(
             num_priors=int(payload["num_priors"]), input_size=int(payload["input_size"]), width=float(payload["width"]),

@@ -7,8 +7,6 @@ to start region classifiers from the backbone.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from torch import nn
 from incdet.classify.models import build_classifier
 from incdet.errors import InputError
 from incdet.io import atomic_path
+from incdet.model_file import read_model_file, save_model_file
 
 FORMAT = "incdet.backbone_classifier.v1"
 
@@ -39,9 +38,7 @@ class BackboneSpec:
 
 
 def save_backbone(path: str | Path, spec: BackboneSpec, model: nn.Module) -> None:
-    payload = {"format": FORMAT, **asdict(spec), "classes": list(spec.classes), "state_dict": model.state_dict()}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_model_file(path, FORMAT, {**asdict(spec), "classes": list(spec.classes)}, model)
 
 
 def save_state_dict(path: str | Path, model: nn.Module) -> None:
@@ -51,15 +48,7 @@ def save_state_dict(path: str | Path, model: nn.Module) -> None:
 
 def load_backbone(path: str | Path, device: torch.device | str = "cpu") -> tuple[BackboneSpec, nn.Module]:
     """A backbone saved by ``save_backbone``, in eval mode on ``device`` (side heads dropped: inference only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "backbone file does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
-        raise InputError(path, f"not a readable torch file ({type(exc).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise InputError(path, f"not an incdet backbone file (expected format {FORMAT!r}; made by `incdet train backbone`)")
+    payload = read_model_file(path, FORMAT, "backbone")
     try:
         spec = BackboneSpec(
             arch=payload["arch"], classes=tuple(payload["classes"]), input_size=int(payload["input_size"]),
