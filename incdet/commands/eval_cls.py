@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     backbones = [(str(path), *load_backbone(path, args.device)) for path in args.backbone]
     data = load_classification(args.format, args.data, args.split, classes=backbones[0][1].classes)
     for item in data.skipped.items:
-        print(f"skipped {item.message}")
+        print(f"skipped {item.message}", file=sys.stderr)
     if args.limit is not None:
         data = data.head(args.limit)
     with tqdm(total=len(data), desc="eval-cls", unit="img") as bar:

@@ -61,6 +61,8 @@ def train_backbone(cfg: BackboneTrainConfig, callbacks: list[L.Callback] = ()) -
                               batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers)
     module = BackboneModule(spec, cfg.optim, aux_logits=cfg.model.aux_logits, aux_weight=cfg.model.aux_weight,
                             dropout=cfg.model.dropout, pretrained=cfg.model.pretrained)
+    if module.loaded is not None and module.loaded.kept_initial:
+        print(f"{cfg.model.pretrained}: loaded; newly initialised: {', '.join(module.loaded.kept_initial)}", file=sys.stderr)
     trainer, _ = make_trainer(cfg, callbacks)
     trainer.fit(module, datamodule=data, ckpt_path=cfg.resume)
     if trainer.is_global_zero:

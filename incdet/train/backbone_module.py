@@ -40,8 +40,7 @@ class BackboneModule(L.LightningModule):
         self.spec, self.optim = spec, optim
         self.aux_weight = aux_weight
         self.model = spec.build(aux_logits=aux_logits, dropout=dropout)
-        if pretrained:
-            load_backbone_weights(self.model, pretrained)
+        self.loaded = load_backbone_weights(self.model, pretrained) if pretrained else None
 
     def forward(self, images: Tensor) -> Any:
         return self.model(images)
