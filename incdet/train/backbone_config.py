@@ -7,11 +7,10 @@ from typing import Any
 
 from incdet.classify.models import ARCHS, min_input_size
 from incdet.data.classification import FORMATS
+from incdet.train.config import check_trainer_passthrough, require_positive
 from incdet.train.optim import OptimConfig
 
 AVERAGING = ("ema", "polyak", "none")
-# lightning.Trainer arguments the trainer sets from the rest of the config.
-MANAGED_TRAINER_KEYS = ("max_epochs", "default_root_dir", "logger", "callbacks", "gradient_clip_val")
 
 
 @dataclass
@@ -103,20 +102,9 @@ class BackboneTrainConfig:
             raise ValueError(f"augment.hue must be in [0, 0.5], got {aug.hue}")
         if self.averaging not in AVERAGING:
             raise ValueError(f"averaging must be one of {', '.join(AVERAGING)}, got {self.averaging!r}")
-        if self.averaging == "ema" and not (self.optim.ema_decay is not None and 0 < self.optim.ema_decay < 1):
-            raise ValueError(f"averaging: ema needs optim.ema_decay in (0, 1), got {self.optim.ema_decay}")
-        if self.optim.ema_start_epoch < 0:
-            raise ValueError(f"optim.ema_start_epoch must be >= 0, got {self.optim.ema_start_epoch}")
-        if self.optim.lr <= 0 or not 0 < self.optim.lr_decay <= 1 or self.optim.lr_decay_epochs < 1:
-            raise ValueError("optim needs lr > 0, lr_decay in (0, 1] and lr_decay_epochs >= 1")
-        if not 0 <= self.optim.label_smoothing < 1:
-            raise ValueError(f"optim.label_smoothing must be in [0, 1), got {self.optim.label_smoothing}")
-        counts = {"data.batch_size": data.batch_size, "max_epochs": self.max_epochs, "torch_threads": self.torch_threads or 1}
-        for name, value in counts.items():
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        managed = sorted(set(self.trainer) & set(MANAGED_TRAINER_KEYS))
-        if managed:
-            raise ValueError(f"trainer.{managed[0]} is set by incdet from max_epochs, optim.gradient_clip and out_dir; remove it from trainer")
+        if self.averaging == "ema" and self.optim.ema_decay is None:
+            raise ValueError("averaging: ema needs optim.ema_decay (e.g. 0.9999)")
+        require_positive({"data.batch_size": data.batch_size, "max_epochs": self.max_epochs, "torch_threads": self.torch_threads or 1})
+        check_trainer_passthrough(self.trainer)
         if data.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {data.num_workers}")
