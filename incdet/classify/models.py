@@ -26,11 +26,12 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from incdet.classify import ARCH_NAMES
 from incdet.classify.googlenet import GoogLeNet
 from incdet.classify.inception_v3 import InceptionV3
 from incdet.errors import InputError
 
-ARCHS: dict[str, type[GoogLeNet] | type[InceptionV3]] = {"googlenet": GoogLeNet, "inception_v3": InceptionV3}
+ARCHS: dict[str, type[GoogLeNet] | type[InceptionV3]] = dict(zip(ARCH_NAMES, (GoogLeNet, InceptionV3)))
 
 # Dropout before the main classifier when none is given: GoogLeNet paper section 5 (40%);
 # the Inception-v3 paper states none, so torchvision's 0.5.

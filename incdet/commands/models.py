@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from incdet.classify.complexity import count_macs, count_parameters
-from incdet.classify.models import ARCHS, build_classifier, default_input_size, min_input_size
+from incdet.classify import ARCH_NAMES
 from incdet.errors import InputError
 
 
@@ -21,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "models", help="table of parameters and multiply-adds of the classifier architectures",
         description="Parameters exclude the training-only side heads; multiply-adds are one eval forward pass on one image.",
     )
-    parser.add_argument("--arch", nargs="+", choices=list(ARCHS), default=list(ARCHS), help="architectures (default: all)")
+    parser.add_argument("--arch", nargs="+", choices=ARCH_NAMES, default=list(ARCH_NAMES), help="architectures (default: all)")
     parser.add_argument("--width", nargs="+", type=float, default=[1.0, 0.5, 0.25], help="width multipliers (default: %(default)s)")
     parser.add_argument("--input-size", type=int, help="input side in pixels (default: each variant's design size, 224/299, low-res 56/79)")
     parser.add_argument(
@@ -33,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Heavy imports here, not at module level: the CLI imports every command to build its parser.
+    import torch
+
+    from incdet.classify.complexity import count_macs, count_parameters
+    from incdet.classify.models import build_classifier, default_input_size, min_input_size
+
     if any(w <= 0 for w in args.width):
         raise InputError(None, f"--width must be positive, got {args.width}")
     if args.num_classes < 1:
