@@ -95,3 +95,18 @@ def list_images(folder: str | Path) -> list[Path]:
     if not images:
         raise InputError(folder, f"no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
     return images
+
+
+def collect_images(items: list[str | Path]) -> list[Path]:
+    """Image files named directly or found in named folders, in order, each once.
+
+    Results (proposal files, detections, drawings) are keyed by file name, so two different
+    images with the same name are refused rather than silently overwriting each other.
+    """
+    paths = [p for item in items for p in (list_images(item) if Path(item).is_dir() else [Path(item)])]
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.name in seen and seen[path.name] != path:
+            raise InputError(path, f"same file name as {seen[path.name]}; results are keyed by file name")
+        seen[path.name] = path
+    return list(dict.fromkeys(paths))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from incdet.errors import InputError
-from incdet.io import atomic_path, list_images, read_image, write_json
+from incdet.io import atomic_path, collect_images, list_images, read_image, write_json
 
 
 def test_grayscale_rgba_and_16_bit_images_become_8_bit_rgb(tmp_path):
@@ -44,3 +44,14 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
             raise RuntimeError("crash while writing")
     assert target.read_text() == '{\n "version": 1\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_collect_images_expands_folders_and_refuses_clashing_names(tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "x.png"), np.zeros((4, 4, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "a" / "y.png"), np.zeros((4, 4, 3), np.uint8))
+    a = tmp_path / "a"
+    assert collect_images([a, a / "x.png"]) == [a / "x.png", a / "y.png"]
+    with pytest.raises(InputError, match="same file name as"):
+        collect_images([a, tmp_path / "b"])

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from incdet.errors import InputError
-from incdet.io import list_images
+from incdet.io import collect_images
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,13 +41,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, help="selective-search processes (default: one per CPU)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.set_defaults(func=run)
-
-
-def collect_images(items: list[str]) -> list[Path]:
-    paths: list[Path] = []
-    for item in items:
-        paths.extend(list_images(item) if Path(item).is_dir() else [Path(item)])
-    return paths
 
 
 def image_proposals(paths: list[Path], args: argparse.Namespace) -> tuple[dict[Path, np.ndarray], list[str], dict[Path, float]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from incdet.errors import InputError
-from incdet.io import list_images
+from incdet.io import collect_images
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,17 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _collect(inputs: list[Path]) -> list[Path]:
-    """Expand folders; refuse two images with one file name, since the output is keyed by name."""
-    paths = [p for item in inputs for p in (list_images(item) if item.is_dir() else [item])]
-    seen: dict[str, Path] = {}
-    for path in paths:
-        if path.name in seen and seen[path.name] != path:
-            raise InputError(path, f"same file name as {seen[path.name]}; proposals are keyed by file name")
-        seen[path.name] = path
-    return list(dict.fromkeys(paths))
-
-
 def _report_quality(boxes: dict[Path, np.ndarray], gt_dir: Path) -> None:
     from incdet.data.voc import read_voc_dir
     from incdet.proposals.quality import coverage, mabo, recall_at
@@ -103,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(None, f"--workers must be at least 1, got {args.workers}")
     if args.gt is not None and not args.gt.is_dir():
         raise InputError(args.gt, "annotation folder does not exist")
-    paths = _collect(args.images)
+    paths = collect_images(args.images)
 
     if args.report and args.gt is None:
         raise InputError(None, "--report needs --gt ANNOTATION_DIR to measure against")
