@@ -22,8 +22,8 @@ from incdet.classify.ensemble import load_ensemble
 from incdet.io import list_images, read_image
 from incdet.postprocess.nms import select_detections
 from incdet.proposals.selective_search import selective_search
-from incdet.classify.googlenet import IMAGENET_MEAN, IMAGENET_STD
-from incdet.regions.warp import add_context, image_to_tensor, warp_image_regions
+from incdet.regions.warp import add_context, warp_image_regions
+from incdet.transforms import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor
 
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "incdet" / "weights" / "demo_regions.pt"
 

@@ -19,9 +19,14 @@ import time
 
 import numpy as np
 
-from incdet.data.annotation import Annotation
+from incdet.data.records import Annotation
 from incdet.evaluate import evaluate_detections
-from incdet.evaluate.coco import coco_class_ap, coco_evaluate, to_coco_gt, to_coco_results
+from incdet.evaluate.coco import (
+    coco_class_ap,
+    coco_evaluate,
+    to_coco_gt,
+    to_coco_results,
+)
 
 
 def _jitter(boxes: np.ndarray, amount: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -34,11 +34,15 @@ import torchvision
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from incdet.classify.models import build_classifier, default_input_size
-from incdet.train.backbone import make_trainer
-from incdet.train.backbone_config import BackboneDataConfig, BackboneModelConfig, BackboneTrainConfig
-from incdet.train.backbone_file import BackboneSpec
-from incdet.train.backbone_module import BackboneModule
+from incdet.nets.backbone_file import BackboneSpec
+from incdet.nets.factory import build_classifier, default_input_size
+from incdet.train.backbone.config import (
+    BackboneDataConfig,
+    BackboneModelConfig,
+    BackboneTrainConfig,
+)
+from incdet.train.backbone.module import BackboneModule
+from incdet.train.backbone.train import make_trainer
 from incdet.train.optim import OptimConfig, make_optimizer
 
 AUX_WEIGHT = 0.4

@@ -15,7 +15,7 @@ import torch
 
 from incdet.classify.ensemble import Ensemble
 from incdet.postprocess.nms import Detections, select_detections
-from incdet.regions.warp import image_to_tensor
+from incdet.transforms import image_to_tensor
 
 
 @dataclass(frozen=True)

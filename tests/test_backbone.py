@@ -11,10 +11,14 @@ import torch.nn.functional as F
 import torchvision
 
 from incdet.errors import InputError
-from incdet.train.backbone import train_backbone
-from incdet.train.backbone_config import BackboneDataConfig, BackboneModelConfig, BackboneTrainConfig
-from incdet.train.backbone_file import BackboneSpec, load_backbone, save_state_dict
-from incdet.train.backbone_module import BackboneModule, classification_loss
+from incdet.nets.backbone_file import BackboneSpec, load_backbone, save_state_dict
+from incdet.train.backbone.config import (
+    BackboneDataConfig,
+    BackboneModelConfig,
+    BackboneTrainConfig,
+)
+from incdet.train.backbone.module import BackboneModule, classification_loss
+from incdet.train.backbone.train import train_backbone
 from incdet.train.config import load_config
 from incdet.train.optim import OptimConfig, make_optimizer, make_step_decay
 

@@ -8,14 +8,18 @@ import numpy as np
 import pytest
 import torch
 from scipy.io import savemat
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
 from incdet.data.classification import load_classification
 from incdet.errors import InputError
 from incdet.io import write_image
-from incdet.train.backbone_config import AugmentConfig
-from incdet.train.backbone_data import CenterCropTransform, ImageDataset, TrainTransform, collate_readable
+from incdet.train.backbone.config import AugmentConfig
+from incdet.train.backbone.data import (
+    CenterCropTransform,
+    ImageDataset,
+    TrainTransform,
+    collate_readable,
+)
 
 
 def _image(path: Path, value: int) -> None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from incdet.train.backbone_file import load_backbone
+from incdet.nets.backbone_file import load_backbone
 
 CONFIG = """\
 data: {{format: digits, batch_size: 16, num_workers: 0}}

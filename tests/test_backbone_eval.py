@@ -8,15 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_backbone import tiny_config
 from torch import Tensor, nn
 
 from incdet.cli import main
 from incdet.data.classification import ClassificationSet
-from incdet.train.backbone import train_backbone
-from incdet.train.backbone_eval import evaluate_backbones
-from incdet.train.backbone_file import BackboneSpec, save_backbone
-
-from test_backbone import tiny_config
+from incdet.nets.backbone_file import BackboneSpec, save_backbone
+from incdet.train.backbone.eval import evaluate_backbones
+from incdet.train.backbone.train import train_backbone
 
 
 class Constant(nn.Module):

@@ -1,7 +1,11 @@
 import pytest
 import torch
 
-from incdet.classify.checkpoint import RegionClassifierSpec, load_region_classifier, save_region_classifier
+from incdet.classify.checkpoint import (
+    RegionClassifierSpec,
+    load_region_classifier,
+    save_region_classifier,
+)
 from incdet.classify.ensemble import Ensemble, load_ensemble
 from incdet.errors import InputError
 from incdet.regions.warp import warp_image_regions

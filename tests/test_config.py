@@ -2,7 +2,7 @@ import pytest
 
 from incdet.errors import InputError
 from incdet.train.config import load_config
-from incdet.train.region_config import RegionTrainConfig
+from incdet.train.regions.config import RegionTrainConfig
 
 
 def _write(tmp_path, text):

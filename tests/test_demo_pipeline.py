@@ -20,10 +20,14 @@ from incdet.io import read_image
 from incdet.postprocess.coco_results import to_coco_records
 from incdet.proposals.quality import coverage
 from incdet.proposals.store import propose_images
-from incdet.train.region_config import RegionDataConfig, RegionModelConfig, RegionTrainConfig
 from incdet.train.optim import OptimConfig
-from incdet.train.region_data import WarpRegions
-from incdet.train.regions import load_region_table, train_regions
+from incdet.train.regions.config import (
+    RegionDataConfig,
+    RegionModelConfig,
+    RegionTrainConfig,
+)
+from incdet.train.regions.data import WarpRegions
+from incdet.train.regions.train import load_region_table, train_regions
 
 COVERAGE_FLOOR = 0.87  # measured 0.909 (290 boxes/image) at superpixel_scale 2
 SHIPPED_MAP_FLOOR = 0.78  # measured 0.823 (selective search only; README: 0.836 with MultiBox)

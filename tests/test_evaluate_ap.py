@@ -7,10 +7,20 @@ import math
 import numpy as np
 import pytest
 
-from incdet.data.annotation import Annotation
+from incdet.data.records import Annotation
 from incdet.evaluate import evaluate_detections
-from incdet.evaluate.ap import average_precision, interpolated_precision, precision_recall
-from incdet.evaluate.matching import FALSE_POSITIVE, IGNORED, TRUE_POSITIVE, iou_thresholds, paired_iou
+from incdet.evaluate.ap import (
+    average_precision,
+    interpolated_precision,
+    precision_recall,
+)
+from incdet.evaluate.matching import (
+    FALSE_POSITIVE,
+    IGNORED,
+    TRUE_POSITIVE,
+    iou_thresholds,
+    paired_iou,
+)
 
 
 def det(file_name: str, cls: str, x1: float, y1: float, x2: float, y2: float, score: float) -> dict:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from incdet.cli import main
-from incdet.data.annotation import Annotation
 from incdet.data.dataset import load_dataset
+from incdet.data.records import Annotation
 from incdet.data.voc import read_voc_dir, write_voc_xml
 from incdet.evaluate import evaluate_detections
 

@@ -17,10 +17,15 @@ from typing import Sequence
 import numpy as np
 import pytest
 
-from incdet.data.annotation import Annotation
+from incdet.data.records import Annotation
 from incdet.evaluate import evaluate_detections
 from incdet.evaluate.ap import interpolated_precision
-from incdet.evaluate.coco import coco_class_ap, coco_evaluate, to_coco_gt, to_coco_results
+from incdet.evaluate.coco import (
+    coco_class_ap,
+    coco_evaluate,
+    to_coco_gt,
+    to_coco_results,
+)
 
 
 def det(file_name: str, cls: str, x1: float, y1: float, x2: float, y2: float, score: float) -> dict:

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from incdet.data.annotation import Annotation
 from incdet.data.dataset import load_dataset
 from incdet.data.ilsvrc import det_synsets, locate, read_class_image_lists
+from incdet.data.records import Annotation
 from incdet.data.voc import read_voc_xml, write_voc_xml
 from incdet.evaluate import evaluate_detections
 

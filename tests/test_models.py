@@ -6,12 +6,17 @@ import pytest
 import torch
 import torchvision
 
-from incdet.classify.complexity import count_macs, count_parameters
-from incdet.classify.googlenet import INCEPTION_TABLE, GoogLeNetOutputs, scale_channels
-from incdet.classify.inception_v3 import InceptionV3Outputs
-from incdet.classify.models import build_classifier, default_input_size, load_backbone_weights, min_input_size
 from incdet.cli import main
 from incdet.errors import InputError
+from incdet.nets.complexity import count_macs, count_parameters
+from incdet.nets.factory import (
+    build_classifier,
+    default_input_size,
+    load_backbone_weights,
+    min_input_size,
+)
+from incdet.nets.googlenet import INCEPTION_TABLE, GoogLeNetOutputs, scale_channels
+from incdet.nets.inception_v3 import InceptionV3Outputs
 
 VARIANTS = [(arch, low_res) for arch in ("googlenet", "inception_v3") for low_res in (False, True)]
 

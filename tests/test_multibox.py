@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from incdet.errors import InputError
-from incdet.proposals.multibox import MultiBoxNet
-from incdet.proposals.multibox_checkpoint import MultiBoxSpec, load_multibox, save_multibox
-from incdet.proposals.multibox_loss import match_priors, multibox_loss
-from incdet.proposals.multibox_propose import predict_images, select_boxes
-from incdet.proposals.priors import cluster_priors, mirror_boxes, normalise_boxes
+from incdet.multibox.checkpoint import MultiBoxSpec, load_multibox, save_multibox
+from incdet.multibox.loss import match_priors, multibox_loss
+from incdet.multibox.network import MultiBoxNet
+from incdet.multibox.priors import cluster_priors, mirror_boxes, normalise_boxes
+from incdet.multibox.propose import predict_images, select_boxes
 
 GROUPS = np.array([[0.1, 0.1, 0.3, 0.4], [0.5, 0.2, 0.9, 0.6], [0.2, 0.6, 0.5, 0.95]])
 

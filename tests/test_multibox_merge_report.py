@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from incdet.cli import main
-from incdet.data.annotation import Annotation
+from incdet.data.records import Annotation
 from incdet.data.voc import write_voc_xml
 from incdet.io import write_image
+from incdet.multibox.checkpoint import MultiBoxSpec, save_multibox
+from incdet.multibox.network import MultiBoxNet
+from incdet.multibox.propose import DEMO_CHECKPOINT, detect_checkpoint, propose_multibox
 from incdet.proposals.merge import BOTH, MULTIBOX, SS, merge_proposals
-from incdet.proposals.multibox import MultiBoxNet
-from incdet.proposals.multibox_checkpoint import MultiBoxSpec, save_multibox
-from incdet.proposals.multibox_propose import DEMO_CHECKPOINT, detect_checkpoint, propose_multibox
 from incdet.proposals.report import format_report, proposal_stats, report_counts
 from incdet.proposals.store import load_proposals, save_proposals
 

@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from incdet.cli import main
-from incdet.data.annotation import Annotation
+from incdet.data.records import Annotation
 from incdet.data.voc import write_voc_xml
 from incdet.io import write_image
-from incdet.proposals.multibox_checkpoint import load_multibox
-from incdet.proposals.multibox_propose import DEMO_CHECKPOINT, predict_images
+from incdet.multibox.checkpoint import load_multibox
+from incdet.multibox.propose import DEMO_CHECKPOINT, predict_images
 
 # Each image holds one bright square in one of four places (96x72 images).
 PLACES = np.array([[8, 8, 40, 32], [56, 8, 88, 32], [8, 40, 40, 64], [56, 40, 88, 64]], np.float32)
@@ -106,7 +106,7 @@ def test_the_shipped_demo_network_loads_and_proposes_boxes() -> None:
 
 def test_unreadable_training_images_are_skipped_and_reported(tmp_path: Path, capsys) -> None:
     from incdet.data.voc import read_voc_xml
-    from incdet.train.multibox_data import load_split
+    from incdet.train.multibox.data import load_split
 
     write_split(tmp_path, 2, seed=0)
     (tmp_path / "images" / "001.png").write_bytes(b"not an image")

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from incdet.classify.multicrop import crop_plan, extract_crops, normalize, resized_shape, scaled_side
+from incdet.nets.multicrop import crop_plan, extract_crops, resized_shape, scaled_side
+from incdet.transforms import normalize
 
 
 def noise(height: int, width: int) -> torch.Tensor:

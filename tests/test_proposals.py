@@ -9,7 +9,7 @@ import pytest
 import skimage.data
 
 from incdet.cli import main
-from incdet.data.annotation import Annotation
+from incdet.data.records import Annotation
 from incdet.data.voc import write_voc_xml
 from incdet.errors import InputError
 from incdet.io import write_image

@@ -1,10 +1,16 @@
 import numpy as np
 import torch
 
+from incdet.data.records import Annotation
 from incdet.regions.labels import BACKGROUND, label_proposals
-from incdet.regions.warp import add_context, default_context_pad, image_to_tensor, warp_image_regions
-from incdet.train.region_data import ForegroundFractionSampler, WarpRegions, build_region_table, fixed_validation_batches
-from incdet.data.annotation import Annotation
+from incdet.regions.warp import add_context, default_context_pad, warp_image_regions
+from incdet.train.regions.data import (
+    ForegroundFractionSampler,
+    WarpRegions,
+    build_region_table,
+    fixed_validation_batches,
+)
+from incdet.transforms import image_to_tensor
 
 
 def test_context_pad_scales_with_crop_size():

@@ -1,4 +1,1 @@
-"""Stage 3: Inception region classifiers and their ensembles."""
-
-# Names only (no torch import), so command-line parsers can offer them without loading torch.
-ARCH_NAMES = ("googlenet", "inception_v3")
+"""Stage 3: region classifiers (an Inception network over C classes + background) and their ensembles."""

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from incdet.classify.models import build_classifier
 from incdet.errors import InputError
 from incdet.model_file import read_model_file, save_model_file
+from incdet.nets.factory import build_classifier
 
 FORMAT = "incdet.region_classifier.v1"
 

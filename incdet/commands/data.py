@@ -6,7 +6,14 @@ import argparse
 import time
 from pathlib import Path
 
-from incdet.data.demo import CLASSES, DEFAULT_COUNTS, IMAGE_HEIGHT, IMAGE_WIDTH, MANIFEST, generate_demo
+from incdet.data.demo import (
+    CLASSES,
+    DEFAULT_COUNTS,
+    IMAGE_HEIGHT,
+    IMAGE_WIDTH,
+    MANIFEST,
+    generate_demo,
+)
 from incdet.errors import InputError
 
 

@@ -51,7 +51,7 @@ def image_proposals(paths: list[Path], args: argparse.Namespace) -> tuple[dict[P
     """
     from tqdm import tqdm
 
-    from incdet.proposals.multibox_propose import detect_checkpoint, with_multibox
+    from incdet.multibox.propose import detect_checkpoint, with_multibox
     from incdet.proposals.store import load_proposals, propose_images
 
     if args.proposals:

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from incdet.data.classes import read_class_list
-from incdet.data.dataset import Dataset, load_dataset
+from incdet.data.dataset import load_dataset
+from incdet.data.records import Dataset
 from incdet.evaluate import evaluate_detections
 from incdet.evaluate.detections import read_detections
 from incdet.evaluate.report import SORT_KEYS, format_table, to_json, write_pr_curves

@@ -41,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from incdet.data.classification import load_classification
     from incdet.errors import InputError
     from incdet.io import write_json
-    from incdet.train.backbone_eval import evaluate_backbones
-    from incdet.train.backbone_file import load_backbone
+    from incdet.nets.backbone_file import load_backbone
+    from incdet.train.backbone.eval import evaluate_backbones
 
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise InputError(None, "--batch-size and --limit must be >= 1")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from incdet.classify import ARCH_NAMES
 from incdet.errors import InputError
+from incdet.nets import ARCH_NAMES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     # Heavy imports here, not at module level: the CLI imports every command to build its parser.
     import torch
 
-    from incdet.classify.complexity import count_macs, count_parameters
-    from incdet.classify.models import build_classifier, default_input_size, min_input_size
+    from incdet.nets.complexity import count_macs, count_parameters
+    from incdet.nets.factory import build_classifier, default_input_size, min_input_size
 
     if any(w <= 0 for w in args.width):
         raise InputError(None, f"--width must be positive, got {args.width}")

@@ -99,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
     if args.baseline and not args.report:
         raise InputError(None, "--baseline is only used by --report")
     if args.multibox or args.report:
-        from incdet.proposals.compare import add_multibox_and_report, prepare_multibox
+        from incdet.commands._proposal_report import (
+            add_multibox_and_report,
+            prepare_multibox,
+        )
 
         multibox = prepare_multibox(args.multibox, args.top_n, args.dedup_iou, args.baseline)
 

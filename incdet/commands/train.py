@@ -22,8 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_regions(args: argparse.Namespace) -> int:
-    from incdet.train.region_config import RegionTrainConfig
-    from incdet.train.regions import train_regions
+    from incdet.train.regions.config import RegionTrainConfig
+    from incdet.train.regions.train import train_regions
 
     cfg = load_config(args.config, RegionTrainConfig)
     path = train_regions(cfg)
@@ -32,8 +32,8 @@ def run_regions(args: argparse.Namespace) -> int:
 
 
 def run_multibox(args: argparse.Namespace) -> int:
-    from incdet.train.multibox import train_multibox
-    from incdet.train.multibox_config import MultiBoxTrainConfig
+    from incdet.train.multibox.config import MultiBoxTrainConfig
+    from incdet.train.multibox.train import train_multibox
 
     cfg = load_config(args.config, MultiBoxTrainConfig)
     path = train_multibox(cfg)
@@ -44,8 +44,8 @@ def run_multibox(args: argparse.Namespace) -> int:
 def run_backbone(args: argparse.Namespace) -> int:
     from lightning.pytorch.utilities import rank_zero_only
 
-    from incdet.train.backbone import train_backbone
-    from incdet.train.backbone_config import BackboneTrainConfig
+    from incdet.train.backbone.config import BackboneTrainConfig
+    from incdet.train.backbone.train import train_backbone
 
     cfg = load_config(args.config, BackboneTrainConfig)
     path = train_backbone(cfg)

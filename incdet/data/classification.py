@@ -32,9 +32,9 @@ from typing import Sequence
 import numpy as np
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-from incdet.data.dataset import SkipReport
 from incdet.errors import InputError
 from incdet.io import read_image
+from incdet.structures import SkipReport
 
 FORMATS = ("folder", "ilsvrc", "digits")
 DIGITS_VAL_FRACTION = 0.2

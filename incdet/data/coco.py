@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from incdet.data.annotation import Annotation
-from incdet.data.dataset import Dataset, SkipReport, box_problem
+from incdet.data.checks import box_problem
+from incdet.data.records import Annotation, Dataset
 from incdet.errors import InputError
+from incdet.structures import SkipReport
 
 
 def load_json(path: str | Path) -> Any:

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import skimage
 
-from incdet.data.annotation import Annotation
+from incdet.data.records import Annotation
 from incdet.data.voc import write_voc_xml
 from incdet.errors import InputError
 from incdet.io import atomic_path, read_image, write_json, write_text

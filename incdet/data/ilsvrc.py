@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from incdet.data.annotation import Annotation
-from incdet.data.dataset import Dataset, SkipReport, check_annotation
+from incdet.data.checks import check_annotation
+from incdet.data.records import Annotation, Dataset
 from incdet.errors import InputError
+from incdet.structures import SkipReport
 
 CLASSES_FILE = Path(__file__).with_name("ilsvrc_det_classes.tsv")
 IMAGE_SUFFIX = ".JPEG"

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from incdet.data.annotation import Annotation
+from incdet.data.checks import check_annotation
+from incdet.data.classes import read_class_list
+from incdet.data.records import Annotation, Dataset
 from incdet.errors import InputError
 from incdet.io import write_text
+from incdet.structures import SkipReport
 
 
 def read_voc_xml(path: str | Path) -> Annotation:
@@ -69,3 +72,50 @@ def read_voc_dir(folder: str | Path) -> list[Annotation]:
     if not files:
         raise InputError(folder, "no .xml annotation files in this folder")
     return [read_voc_xml(f) for f in files]
+
+
+def find_classes_txt(folder: Path) -> Path | None:
+    """``classes.txt`` in the annotation folder, its parent, or its parent's parent (the demo
+    layout keeps it in ``DIR/classes.txt`` next to ``DIR/test/annotations``)."""
+    for candidate in (folder, folder.parent, folder.parent.parent):
+        if (candidate / "classes.txt").is_file():
+            return candidate / "classes.txt"
+    return None
+
+
+def read_voc_dataset(path: Path, split: str | None = None) -> Dataset:
+    """A VOC annotation folder of ``*.xml`` files, or a VOC year folder with ``ImageSets/Main/<split>.txt``."""
+    report = SkipReport()
+    if (path / "Annotations").is_dir() and (path / "ImageSets" / "Main").is_dir():
+        ann_dir, image_dir = path / "Annotations", path / "JPEGImages"
+        set_file = path / "ImageSets" / "Main" / f"{split or 'val'}.txt"
+        if not set_file.is_file():
+            raise InputError(set_file, "VOC image-set file not found (choose the split with --split)")
+        ids = [line.split()[0] for line in set_file.read_text().splitlines() if line.strip()]
+        files = [ann_dir / f"{i}.xml" for i in ids]
+    else:
+        ann_dir = path
+        files = sorted(path.glob("*.xml"))
+        if not files:
+            raise InputError(path, "no .xml annotation files in this folder")
+        image_dir = next((path.parent / n for n in ("images", "JPEGImages") if (path.parent / n).is_dir()), path.parent)
+    classes_txt = find_classes_txt(ann_dir)
+    classes = read_class_list(classes_txt) if classes_txt else None
+    annotations, seen = [], set()
+    for xml in files:
+        try:
+            ann = read_voc_xml(xml)
+        except InputError as exc:
+            report.skip("annotation file", exc.path, exc.problem)
+            continue
+        if ann.filename in seen:
+            report.skip("annotation file", xml, f"a second annotation for image {ann.filename!r}")
+            continue
+        seen.add(ann.filename)
+        annotations.append(check_annotation(ann, classes, report, xml))
+    inferred = classes is None
+    if inferred:
+        classes = sorted({label for ann in annotations for label in ann.labels})
+    source = "labels found in the annotations" if inferred else str(classes_txt)
+    return Dataset("voc", classes, annotations, report, image_dir, {}, {i + 1: c for i, c in enumerate(classes)},
+                   {}, source, inferred)

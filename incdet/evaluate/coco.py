@@ -17,7 +17,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from incdet.data.annotation import Annotation
+from incdet.data.records import Annotation
 
 
 def to_coco_gt(gts: Sequence[Annotation], classes: Sequence[str]) -> COCO:

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from itertools import chain, repeat
 from operator import itemgetter
-from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from incdet.data.checks import EDGE_TOLERANCE_PX
 from incdet.data.coco import load_json
-from incdet.data.dataset import EDGE_TOLERANCE_PX, SkipReport
 from incdet.errors import InputError
+from incdet.structures import SkipReport
 
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
 

@@ -13,12 +13,18 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from incdet.data.annotation import Annotation
-from incdet.data.dataset import SkipReport, check_annotation
+from incdet.data.checks import check_annotation
+from incdet.data.records import Annotation
+from incdet.errors import InputError
 from incdet.evaluate.ap import average_precision, precision_recall
 from incdet.evaluate.detections import DetectionArrays, detection_arrays
-from incdet.evaluate.matching import IGNORED, TRUE_POSITIVE, iou_thresholds, match_detections
-from incdet.errors import InputError
+from incdet.evaluate.matching import (
+    IGNORED,
+    TRUE_POSITIVE,
+    iou_thresholds,
+    match_detections,
+)
+from incdet.structures import SkipReport
 
 SKIPPED = -2  # detection_status of a record that was not evaluated (bad input, unknown image)
 

@@ -2,7 +2,12 @@
 
 from incdet.proposals.quality import best_overlaps, coverage, mabo, recall_at
 from incdet.proposals.selective_search import selective_search
-from incdet.proposals.store import ProposalRun, load_proposals, propose_images, save_proposals
+from incdet.proposals.store import (
+    ProposalRun,
+    load_proposals,
+    propose_images,
+    save_proposals,
+)
 
 __all__ = [
     "ProposalRun",

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 from torchvision.ops import roi_align
-
-# The classifiers take ImageNet-normalised inputs; the crops are normalised here.
-from incdet.classify.googlenet import IMAGENET_MEAN, IMAGENET_STD
 
 # R-CNN pads 16 px of context around a 227 px warp; GoogLeNet's crops are 224 px.
 RCNN_CONTEXT_PAD = 16
@@ -18,18 +14,6 @@ RCNN_INPUT_SIZE = 224
 def default_context_pad(input_size: int) -> int:
     """R-CNN's 16 px of context at 224 px, scaled to another crop size."""
     return round(RCNN_CONTEXT_PAD * input_size / RCNN_INPUT_SIZE)
-
-
-def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> Tensor:
-    """HxWx3 RGB uint8 -> normalised 3xHxW float tensor on ``device``.
-
-    Normalising *before* warping makes roi_align's zero fill outside the image equal
-    to the mean colour, which is exactly R-CNN's "fill with the mean" rule.
-    """
-    tensor = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(3, 1, 1)
-    return (tensor - mean) / std
 
 
 def add_context(boxes: Tensor, output_size: int, context_pad: int) -> Tensor:

@@ -16,10 +16,10 @@ from lightning.pytorch.loggers import CSVLogger
 
 from incdet.data.classification import ClassificationSet, load_classification
 from incdet.errors import InputError
-from incdet.train.backbone_config import BackboneTrainConfig
-from incdet.train.backbone_data import BackboneDataModule
-from incdet.train.backbone_file import BackboneSpec, save_backbone, save_state_dict
-from incdet.train.backbone_module import BackboneModule, ParameterAveraging
+from incdet.nets.backbone_file import BackboneSpec, save_backbone, save_state_dict
+from incdet.train.backbone.config import BackboneTrainConfig
+from incdet.train.backbone.data import BackboneDataModule
+from incdet.train.backbone.module import BackboneModule, ParameterAveraging
 
 
 def load_splits(cfg: BackboneTrainConfig) -> tuple[ClassificationSet, ClassificationSet | None]:

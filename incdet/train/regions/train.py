@@ -17,9 +17,9 @@ from incdet.data.dataset import load_dataset
 from incdet.errors import InputError
 from incdet.io import read_image
 from incdet.proposals.store import load_proposals, propose_images, save_proposals
-from incdet.train.region_config import RegionTrainConfig
-from incdet.train.region_data import RegionDataModule, RegionTable, build_region_table
-from incdet.train.region_module import RegionClassifierModule
+from incdet.train.regions.config import RegionTrainConfig
+from incdet.train.regions.data import RegionDataModule, RegionTable, build_region_table
+from incdet.train.regions.module import RegionClassifierModule
 
 
 def _cache_key(path: Path) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from incdet.classify.models import ARCHS, min_input_size
 from incdet.data.classification import FORMATS
+from incdet.nets.factory import ARCHS, min_input_size
 from incdet.train.config import check_trainer_passthrough, require_positive
 from incdet.train.optim import OptimConfig
 

@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 from incdet.data.dataset import load_dataset
 from incdet.errors import InputError
 from incdet.io import read_image
-from incdet.proposals.multibox import resize_image
-from incdet.proposals.priors import mirror_boxes, normalise_boxes
+from incdet.multibox.network import resize_image
+from incdet.multibox.priors import mirror_boxes, normalise_boxes
 
 
 @dataclass

@@ -26,10 +26,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from incdet.classify import ARCH_NAMES
-from incdet.classify.googlenet import GoogLeNet
-from incdet.classify.inception_v3 import InceptionV3
 from incdet.errors import InputError
+from incdet.nets import ARCH_NAMES
+from incdet.nets.googlenet import GoogLeNet
+from incdet.nets.inception_v3 import InceptionV3
 
 ARCHS: dict[str, type[GoogLeNet] | type[InceptionV3]] = dict(zip(ARCH_NAMES, (GoogLeNet, InceptionV3)))
 

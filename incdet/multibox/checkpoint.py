@@ -15,7 +15,7 @@ import torch
 
 from incdet.errors import InputError
 from incdet.model_file import read_model_file, save_model_file
-from incdet.proposals.multibox import MultiBoxNet
+from incdet.multibox.network import MultiBoxNet
 
 FORMAT = "incdet.multibox.v1"
 

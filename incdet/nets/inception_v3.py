@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.inception import BasicConv2d
 
-from incdet.classify.googlenet import ImageNetToUnitRange, check_input, scale_channels
+from incdet.nets.googlenet import ImageNetToUnitRange, check_input, scale_channels
 
 
 class InceptionV3Outputs(NamedTuple):

@@ -15,10 +15,19 @@ from tqdm import tqdm
 from incdet.data.voc import read_voc_dir
 from incdet.errors import InputError
 from incdet.io import write_text
+from incdet.multibox.checkpoint import load_multibox
+from incdet.multibox.propose import (
+    DEMO_CHECKPOINT,
+    MultiBoxSettings,
+    merged_image_proposals,
+)
 from incdet.proposals.merge import SOURCES, MergedProposals
-from incdet.proposals.multibox_checkpoint import load_multibox
-from incdet.proposals.multibox_propose import DEMO_CHECKPOINT, MultiBoxSettings, merged_image_proposals
-from incdet.proposals.report import format_report, plot_recall, proposal_stats, report_counts
+from incdet.proposals.report import (
+    format_report,
+    plot_recall,
+    proposal_stats,
+    report_counts,
+)
 from incdet.proposals.store import load_proposals
 
 

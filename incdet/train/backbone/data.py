@@ -14,14 +14,18 @@ import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
-from incdet.classify.googlenet import IMAGENET_MEAN, IMAGENET_STD
-from incdet.classify.multicrop import crop_plan, extract_crops, image_tensor, normalize
 from incdet.data.classification import ClassificationSet
 from incdet.errors import InputError
-from incdet.train.backbone_config import AugmentConfig
+from incdet.nets.multicrop import crop_plan, extract_crops
+from incdet.train.backbone.config import AugmentConfig
+from incdet.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    image_to_uint8_tensor,
+    normalize,
+)
 
 # GoogLeNet section 6: "bilinear, area, nearest neighbor and cubic, with equal probability".
 INTERPOLATIONS = (InterpolationMode.BILINEAR, InterpolationMode.BOX, InterpolationMode.NEAREST, InterpolationMode.BICUBIC)
@@ -57,7 +61,7 @@ class CenterCropTransform:
 
     def __call__(self, image: np.ndarray) -> Tensor:
         plan = crop_plan(1, image.shape[0], image.shape[1], self.size)
-        return normalize(extract_crops(image_tensor(image), plan, self.size))[0]
+        return normalize(extract_crops(image_to_uint8_tensor(image), plan, self.size))[0]
 
 
 class ImageDataset(Dataset):

@@ -18,9 +18,9 @@ from torchvision.ops import nms, remove_small_boxes
 
 from incdet.errors import InputError
 from incdet.io import read_image
+from incdet.multibox.checkpoint import load_multibox
+from incdet.multibox.network import MultiBoxNet, resize_image, to_pixels
 from incdet.proposals.merge import MergedProposals, merge_proposals
-from incdet.proposals.multibox import MultiBoxNet, resize_image, to_pixels
-from incdet.proposals.multibox_checkpoint import load_multibox
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "demo_multibox.pt"
 TOP_N = 200  # the GoogLeNet entry added 200 MultiBox boxes per image

@@ -15,10 +15,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from incdet.classify.multicrop import CROP_COUNTS, crop_plan, extract_crops, image_tensor, normalize
 from incdet.data.classification import ClassificationSet
 from incdet.errors import InputError
-from incdet.train.backbone_file import BackboneSpec
+from incdet.nets.backbone_file import BackboneSpec
+from incdet.nets.multicrop import CROP_COUNTS, crop_plan, extract_crops
+from incdet.transforms import image_to_uint8_tensor, normalize
 
 
 @dataclass
@@ -65,7 +66,7 @@ class MultiCropDataset(Dataset):
         except InputError as exc:
             print(f"skipped {exc}", file=sys.stderr)
             return None
-        pixels = image_tensor(image)
+        pixels = image_to_uint8_tensor(image)
         views = {}
         for size in self.sizes:
             plan = [c for n in self.crops for c in crop_plan(n, image.shape[0], image.shape[1], size)]

@@ -11,8 +11,8 @@ from lightning.pytorch.callbacks import WeightAveraging
 from torch import Tensor
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from incdet.classify.models import load_backbone_weights
-from incdet.train.backbone_file import BackboneSpec
+from incdet.nets.backbone_file import BackboneSpec
+from incdet.nets.factory import load_backbone_weights
 from incdet.train.optim import OptimConfig, make_optimizer, make_step_decay
 
 

@@ -26,8 +26,13 @@ from torch import Tensor, nn
 from torchvision.models.googlenet import BasicConv2d
 from torchvision.ops import roi_align
 
-from incdet.classify.googlenet import INCEPTION_TABLE, GoogLeNet, check_input, scale_channels
-from incdet.regions.warp import image_to_tensor
+from incdet.nets.googlenet import (
+    INCEPTION_TABLE,
+    GoogLeNet,
+    check_input,
+    scale_channels,
+)
+from incdet.transforms import image_to_tensor
 
 TRUNK_LAYERS = ("transform_input", "conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b",
                 "maxpool3", "inception4a", "inception4b", "inception4c", "inception4d", "inception4e")

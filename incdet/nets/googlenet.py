@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.googlenet import BasicConv2d, Inception
 
+from incdet.transforms import IMAGENET_MEAN, IMAGENET_STD
+
 # The GoogLeNet table (paper table 1, torchvision's numbers): for each Inception module
 # #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
 INCEPTION_TABLE: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -30,12 +32,6 @@ INCEPTION_TABLE: dict[str, tuple[int, int, int, int, int, int]] = {
     "inception5a": (256, 160, 320, 32, 128, 128),
     "inception5b": (384, 192, 384, 48, 128, 128),
 }
-
-# The statistics the input is normalised with. The model maps such input to the [-1, 1] pixel
-# range Google's original weights (which torchvision ports) expect, as torchvision's
-# ``transform_input=True`` does.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def scale_channels(channels: int, width: float) -> int:

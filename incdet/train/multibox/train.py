@@ -12,12 +12,12 @@ from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from incdet.errors import InputError
-from incdet.proposals.multibox import MultiBoxNet
-from incdet.proposals.multibox_checkpoint import load_multibox, save_multibox
-from incdet.proposals.priors import cluster_priors, mirror_boxes
-from incdet.train.multibox_config import MultiBoxTrainConfig
-from incdet.train.multibox_data import MultiBoxDataModule, MultiBoxTable, load_split
-from incdet.train.multibox_module import MultiBoxModule
+from incdet.multibox.checkpoint import load_multibox, save_multibox
+from incdet.multibox.network import MultiBoxNet
+from incdet.multibox.priors import cluster_priors, mirror_boxes
+from incdet.train.multibox.config import MultiBoxTrainConfig
+from incdet.train.multibox.data import MultiBoxDataModule, MultiBoxTable, load_split
+from incdet.train.multibox.module import MultiBoxModule
 
 
 def initial_network(cfg: MultiBoxTrainConfig, train: MultiBoxTable, source: Path) -> MultiBoxNet:

@@ -7,9 +7,9 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from incdet.proposals.multibox import MultiBoxNet, MultiBoxOutput
-from incdet.proposals.multibox_loss import multibox_loss
-from incdet.proposals.multibox_propose import select_boxes
+from incdet.multibox.loss import multibox_loss
+from incdet.multibox.network import MultiBoxNet, MultiBoxOutput
+from incdet.multibox.propose import select_boxes
 from incdet.train.optim import OptimConfig, make_optimizer, make_step_decay
 
 

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from incdet.classify.checkpoint import RegionClassifierSpec
 from incdet.train.optim import make_optimizer, make_step_decay
-from incdet.train.region_config import OptimConfig
+from incdet.train.regions.config import OptimConfig
 
 
 class RegionClassifierModule(L.LightningModule):

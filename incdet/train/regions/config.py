@@ -9,6 +9,7 @@ from incdet.regions.warp import default_context_pad
 from incdet.train.config import check_trainer_passthrough, require_positive
 from incdet.train.optim import OptimConfig
 
+
 @dataclass
 class RegionDataConfig:
     """Ground truth in any format ``load_dataset`` reads: a VOC annotation folder, an

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from incdet.proposals.multibox_checkpoint import MultiBoxSpec
+from incdet.multibox.checkpoint import MultiBoxSpec
 from incdet.train.config import check_trainer_passthrough, require_positive
 from incdet.train.optim import OptimConfig
 

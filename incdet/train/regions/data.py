@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from incdet.data.annotation import Annotation
+from incdet.data.records import Annotation
 from incdet.regions.labels import BACKGROUND, label_proposals
-from incdet.regions.warp import image_to_tensor, warp_regions
+from incdet.regions.warp import warp_regions
+from incdet.transforms import image_to_tensor
 
 
 @dataclass

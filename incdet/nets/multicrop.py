@@ -21,12 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
-
-from incdet.classify.googlenet import IMAGENET_MEAN, IMAGENET_STD
 
 PAPER_CROP = 224
 CENTER_CROP_FRACTION = 0.875  # 224 of 256: the single-crop evaluation of both papers
@@ -109,13 +106,3 @@ def extract_crops(image: Tensor, plan: list[Crop], size: int) -> Tensor:
             view = TF.resize(view, [size, size], antialias=True)
         crops.append(view.flip(-1) if crop.mirrored else view)
     return torch.stack(crops)
-
-
-def image_tensor(image: np.ndarray) -> Tensor:
-    """HxWx3 uint8 RGB array -> (3, H, W) uint8 tensor (shares memory)."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-
-
-def normalize(crops: Tensor) -> Tensor:
-    """uint8 crops -> the ImageNet mean/std-normalised float input every classifier expects."""
-    return TF.normalize(crops.float().div_(255.0), list(IMAGENET_MEAN), list(IMAGENET_STD))

@@ -1,0 +1,1 @@
+"""``incdet train backbone`` and ``incdet eval-cls``: Inception classification backbones (the papers' recipes)."""

@@ -1,0 +1,1 @@
+"""``incdet train multibox``: the MultiBox proposal network on whole images."""
