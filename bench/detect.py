@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,13 +18,13 @@ import torch
 
 from incdet.classify.checkpoint import load_region_classifier
 from incdet.classify.ensemble import load_ensemble
+from incdet.devices import resolve_device
 from incdet.io import list_images, read_image
 from incdet.postprocess.nms import select_detections
 from incdet.proposals.selective_search import selective_search
 from incdet.regions.warp import add_context, warp_image_regions
 from incdet.transforms import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor
-
-DEMO_MODEL = Path(__file__).resolve().parent.parent / "incdet" / "weights" / "demo_regions.pt"
+from incdet.weights import DEMO_REGION_MODELS
 
 
 def naive_scores(image: np.ndarray, boxes: np.ndarray, model: torch.nn.Module, size: int, pad: int) -> torch.Tensor:
@@ -50,12 +49,12 @@ def naive_scores(image: np.ndarray, boxes: np.ndarray, model: torch.nn.Module, s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", default="demo/test/images")
-    parser.add_argument("--model", default=str(DEMO_MODEL))
+    parser.add_argument("--model", default=str(DEMO_REGION_MODELS[0]))
     parser.add_argument("--limit", type=int, default=10, help="images to time (default: %(default)s)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: %(default)s)")
     args = parser.parse_args()
 
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     spec, model = load_region_classifier(args.model, device)
     ensemble = load_ensemble([args.model], device)
     paths = list_images(args.images)[: args.limit]

@@ -11,7 +11,6 @@ import torch
 
 from incdet.classify.checkpoint import load_region_classifier
 from incdet.classify.ensemble import Ensemble, load_ensemble
-from incdet.commands.detect import DEMO_MODEL
 from incdet.data.demo import generate_demo
 from incdet.data.voc import read_voc_dir
 from incdet.detector import Detector
@@ -28,6 +27,7 @@ from incdet.train.regions.config import (
 )
 from incdet.train.regions.data import WarpRegions
 from incdet.train.regions.train import load_region_table, train_regions
+from incdet.weights import DEMO_REGION_MODELS
 
 COVERAGE_FLOOR = 0.87  # measured 0.909 (290 boxes/image) at superpixel_scale 2
 SHIPPED_MAP_FLOOR = 0.78  # measured 0.823 (selective search only; README: 0.836 with MultiBox)
@@ -66,7 +66,7 @@ def _mean_ap(ensemble: Ensemble, test_split) -> float:
 
 
 def test_shipped_model_beats_an_untrained_one_on_held_out_images(test_split):
-    shipped = load_ensemble([DEMO_MODEL])
+    shipped = load_ensemble(DEMO_REGION_MODELS)
     torch.manual_seed(0)
     spec = shipped.specs[0]
     untrained = Ensemble([spec], [spec.build().eval()])

@@ -16,10 +16,11 @@ from incdet.data.voc import write_voc_xml
 from incdet.io import write_image
 from incdet.multibox.checkpoint import MultiBoxSpec, save_multibox
 from incdet.multibox.network import MultiBoxNet
-from incdet.multibox.propose import DEMO_CHECKPOINT, detect_checkpoint, propose_multibox
+from incdet.multibox.propose import detect_checkpoint, propose_multibox
 from incdet.proposals.merge import BOTH, MULTIBOX, SS, merge_proposals
 from incdet.proposals.report import format_report, proposal_stats, report_counts
 from incdet.proposals.store import load_proposals, save_proposals
+from incdet.weights import DEMO_MULTIBOX
 
 SS_BOXES = np.array([[0, 0, 50, 50], [100, 100, 150, 150], [10, 60, 40, 90]], np.float32)
 
@@ -149,7 +150,7 @@ def test_detect_uses_the_shipped_multibox_only_by_default_for_the_demo_model() -
     assert detect_checkpoint("mine.pt", disabled=False, default_applies=False) == Path("mine.pt")
     assert detect_checkpoint(None, disabled=True, default_applies=True) is None
     assert detect_checkpoint(None, disabled=False, default_applies=False) is None
-    expected = DEMO_CHECKPOINT if DEMO_CHECKPOINT.is_file() else None
+    expected = DEMO_MULTIBOX if DEMO_MULTIBOX.is_file() else None
     assert detect_checkpoint(None, disabled=False, default_applies=True) == expected
 
 

@@ -15,7 +15,8 @@ from incdet.data.records import Annotation
 from incdet.data.voc import write_voc_xml
 from incdet.io import write_image
 from incdet.multibox.checkpoint import load_multibox
-from incdet.multibox.propose import DEMO_CHECKPOINT, predict_images
+from incdet.multibox.propose import predict_images
+from incdet.weights import DEMO_MULTIBOX
 
 # Each image holds one bright square in one of four places (96x72 images).
 PLACES = np.array([[8, 8, 40, 32], [56, 8, 88, 32], [8, 40, 40, 64], [56, 40, 88, 64]], np.float32)
@@ -92,8 +93,8 @@ def test_too_many_priors_for_the_training_boxes_is_a_clear_error(trained: Path, 
 
 
 def test_the_shipped_demo_network_loads_and_proposes_boxes() -> None:
-    spec, model = load_multibox(DEMO_CHECKPOINT)
-    assert DEMO_CHECKPOINT.stat().st_size < 4 * 2**20
+    spec, model = load_multibox(DEMO_MULTIBOX)
+    assert DEMO_MULTIBOX.stat().st_size < 4 * 2**20
     import skimage.data
 
     image = cv2.resize(skimage.data.chelsea(), (256, 192))

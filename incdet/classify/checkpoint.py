@@ -7,23 +7,23 @@ checkpoint an error at load time instead of silently wrong detections.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from incdet.errors import InputError
-from incdet.model_file import read_model_file, save_model_file
-from incdet.nets.factory import build_classifier
-
-FORMAT = "incdet.region_classifier.v1"
+from incdet.model_file import ModelSpec, load_model, save_model
+from incdet.nets import ARCH_NAMES
+from incdet.nets.factory import build_classifier, min_input_size
 
 
 @dataclass(frozen=True)
-class RegionClassifierSpec:
+class RegionClassifierSpec(ModelSpec):
     """How a region classifier was built and what its outputs mean (index 0 = background)."""
+
+    FORMAT = "incdet.region_classifier.v1"
+    WHAT = "region-classifier"
 
     arch: str
     classes: tuple[str, ...]
@@ -31,31 +31,32 @@ class RegionClassifierSpec:
     context_pad: int
     width: float = 1.0
     low_res: bool = False
-    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def num_outputs(self) -> int:
         return len(self.classes) + 1
+
+    def validate(self) -> None:
+        if self.arch not in ARCH_NAMES:
+            raise ValueError(f"unknown architecture {self.arch!r} (known: {', '.join(ARCH_NAMES)})")
+        if not self.classes or not all(isinstance(c, str) and c for c in self.classes) or len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes must be a non-empty list of distinct class names")
+        smallest = min_input_size(self.arch, self.low_res)
+        if self.input_size < smallest:
+            raise ValueError(f"input_size {self.input_size} is below the {smallest} px {self.arch} accepts")
+        if not 0 <= 2 * self.context_pad < self.input_size:
+            raise ValueError(f"context_pad {self.context_pad} leaves no room in a {self.input_size} px crop")
+        if self.width <= 0:
+            raise ValueError(f"width must be positive, got {self.width}")
 
     def build(self) -> nn.Module:
         return build_classifier(self.arch, self.num_outputs, width=self.width, low_res=self.low_res)
 
 
 def save_region_classifier(path: str | Path, spec: RegionClassifierSpec, model: nn.Module) -> None:
-    save_model_file(path, FORMAT, {**asdict(spec), "classes": list(spec.classes)}, model)
+    save_model(path, spec, model)
 
 
 def load_region_classifier(path: str | Path, device: torch.device | str = "cpu") -> tuple[RegionClassifierSpec, nn.Module]:
     """Load a classifier saved by ``save_region_classifier``, in eval mode on ``device``."""
-    payload = read_model_file(path, FORMAT, "region-classifier")
-    try:
-        spec = RegionClassifierSpec(
-            arch=payload["arch"], classes=tuple(payload["classes"]), input_size=int(payload["input_size"]),
-            context_pad=int(payload["context_pad"]), width=float(payload["width"]), low_res=bool(payload["low_res"]),
-            metadata=dict(payload.get("metadata", {})),
-        )
-        model = spec.build()
-        model.load_state_dict(payload["state_dict"])
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise InputError(path, f"checkpoint does not match its architecture ({str(exc).splitlines()[0]})") from None
-    return spec, model.to(device).eval()
+    return load_model(path, RegionClassifierSpec, device)

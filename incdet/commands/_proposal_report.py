@@ -16,11 +16,7 @@ from incdet.data.voc import read_voc_dir
 from incdet.errors import InputError
 from incdet.io import write_text
 from incdet.multibox.checkpoint import load_multibox
-from incdet.multibox.propose import (
-    DEMO_CHECKPOINT,
-    MultiBoxSettings,
-    merged_image_proposals,
-)
+from incdet.multibox.propose import MultiBoxSettings, merged_image_proposals
 from incdet.proposals.merge import SOURCES, MergedProposals
 from incdet.proposals.report import (
     format_report,
@@ -29,6 +25,7 @@ from incdet.proposals.report import (
     report_counts,
 )
 from incdet.proposals.store import load_proposals
+from incdet.weights import DEMO_MULTIBOX
 
 
 def sources_path(out: Path) -> Path:
@@ -96,9 +93,9 @@ def prepare_multibox(checkpoint: Path | None, top_n: int, dedup_iou: float, base
     """Resolve the checkpoint (default: the shipped demo network) and read it and the baseline files,
     so that a bad one fails in seconds rather than after minutes of selective search."""
     if checkpoint is None:
-        if not DEMO_CHECKPOINT.is_file():
-            raise InputError(DEMO_CHECKPOINT, "no shipped MultiBox network; pass --multibox CKPT (see `incdet train multibox`)")
-        checkpoint = DEMO_CHECKPOINT
+        if not DEMO_MULTIBOX.is_file():
+            raise InputError(DEMO_MULTIBOX, "no shipped MultiBox network; pass --multibox CKPT (see `incdet train multibox`)")
+        checkpoint = DEMO_MULTIBOX
     load_multibox(checkpoint)
     try:
         settings = MultiBoxSettings(top_n=top_n, dedup_iou=dedup_iou)

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 from incdet.errors import InputError
 from incdet.io import collect_images
+from incdet.weights import DEMO_REGION_MODELS
 
 if TYPE_CHECKING:
     import numpy as np
 
-DEMO_MODEL = Path(__file__).resolve().parent.parent / "weights" / "demo_regions.pt"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,19 +72,19 @@ def image_proposals(paths: list[Path], args: argparse.Namespace) -> tuple[dict[P
 
 def run(args: argparse.Namespace) -> int:
     # Heavy imports here, not at module level: the CLI imports every command to build its parser.
-    import torch
     from tqdm import tqdm
 
     from incdet.classify.ensemble import load_ensemble
     from incdet.data.classes import read_class_list
     from incdet.detector import Detector, DetectorConfig
+    from incdet.devices import resolve_device
     from incdet.io import read_image, write_image, write_json
     from incdet.postprocess.coco_results import to_coco_records
     from incdet.postprocess.draw import draw_detections
 
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     expected = read_class_list(args.classes) if args.classes else None
-    ensemble = load_ensemble(args.model or [DEMO_MODEL], device, expected)
+    ensemble = load_ensemble(args.model or list(DEMO_REGION_MODELS), device, expected)
     detector = Detector(ensemble, DetectorConfig(args.score_threshold, args.nms_iou, args.max_detections), device)
     paths = collect_images(args.images)
     start = time.perf_counter()

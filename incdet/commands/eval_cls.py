@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from incdet.data.classification import load_classification
+    from incdet.devices import resolve_device
     from incdet.errors import InputError
     from incdet.io import write_json
     from incdet.nets.backbone_file import load_backbone
@@ -48,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(None, "--batch-size and --limit must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    backbones = [(str(path), *load_backbone(path, args.device)) for path in args.backbone]
+    device = resolve_device(args.device)
+    backbones = [(str(path), *load_backbone(path, device)) for path in args.backbone]
     data = load_classification(args.format, args.data, args.split, classes=backbones[0][1].classes)
     for item in data.skipped.items:
         print(f"skipped {item.message}", file=sys.stderr)
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         data = data.head(args.limit)
     with tqdm(total=len(data), desc="eval-cls", unit="img") as bar:
         rows = evaluate_backbones(backbones, data, sorted(set(args.crops)), batch_crops=args.batch_size,
-                                  num_workers=args.num_workers, device=args.device, progress=bar.update)
+                                  num_workers=args.num_workers, device=device, progress=bar.update)
     if not rows[0].images:
         print(f"no image of {data.source} could be read")
         return 1

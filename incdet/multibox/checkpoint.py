@@ -7,37 +7,50 @@ that disagrees with what the caller expects (a training config) is refused by na
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from incdet.errors import InputError
-from incdet.model_file import read_model_file, save_model_file
+from incdet.model_file import ModelSpec, load_model, save_model
 from incdet.multibox.network import MultiBoxNet
-
-FORMAT = "incdet.multibox.v1"
 
 
 @dataclass(frozen=True)
-class MultiBoxSpec:
+class MultiBoxSpec(ModelSpec):
     """How a MultiBox network was built (the priors themselves are in its state dict)."""
+
+    FORMAT = "incdet.multibox.v1"
+    WHAT = "MultiBox checkpoint"
 
     num_priors: int
     input_size: int
     width: float = 0.25
     head_channels: int = 64
     hidden: int = 128
-    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    def build(self, priors: torch.Tensor, **init: float) -> MultiBoxNet:
-        """A network over ``priors``; ``init`` passes training-only settings (dropout, positive_rate)."""
+    def build(self, priors: torch.Tensor | None = None, **init: float) -> MultiBoxNet:
+        """A network over ``priors`` (default: placeholders a state dict overwrites); ``init`` passes
+        training-only settings (dropout, positive_rate)."""
+        if priors is None:
+            priors = torch.tensor([[0.0, 0.0, 1.0, 1.0]]).repeat(self.num_priors, 1)
         if priors.shape != (self.num_priors, 4):
             raise ValueError(f"expected ({self.num_priors}, 4) priors, got shape {tuple(priors.shape)}")
         return MultiBoxNet(
             priors, input_size=self.input_size, width=self.width, head_channels=self.head_channels, hidden=self.hidden, **init
         )
+
+    def model_for(self, state: dict[str, torch.Tensor]) -> MultiBoxNet:
+        priors = state.get("priors")
+        if not isinstance(priors, torch.Tensor):
+            raise ValueError("the state dict has no priors")
+        problem = check_priors(priors)
+        if problem is None and len(priors) != self.num_priors:
+            problem = f"stores {len(priors)} priors but says num_priors {self.num_priors}"
+        if problem:
+            raise ValueError(problem)
+        return self.build(priors)
 
     def differences(self, other: MultiBoxSpec) -> list[str]:
         """What in ``other`` (e.g. a config) disagrees with this spec (e.g. a checkpoint), in words."""
@@ -61,7 +74,7 @@ def check_priors(priors: torch.Tensor) -> str | None:
 
 
 def save_multibox(path: str | Path, spec: MultiBoxSpec, model: MultiBoxNet) -> None:
-    save_model_file(path, FORMAT, asdict(spec), model)
+    save_model(path, spec, model)
 
 
 def load_multibox(
@@ -72,28 +85,9 @@ def load_multibox(
     With ``expected`` (built from a config), a checkpoint whose priors, input size or layer sizes
     differ is an InputError naming each difference.
     """
-    payload = read_model_file(path, FORMAT, "MultiBox checkpoint")
-    try:
-        spec = MultiBoxSpec(
-            num_priors=int(payload["num_priors"]), input_size=int(payload["input_size"]), width=float(payload["width"]),
-            head_channels=int(payload["head_channels"]), hidden=int(payload["hidden"]), metadata=dict(payload.get("metadata", {})),
-        )
-        state = payload["state_dict"]
-        priors = state["priors"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(path, f"MultiBox checkpoint is missing or has a malformed field ({exc})") from None
-    problem = check_priors(priors)
-    if problem is None and len(priors) != spec.num_priors:
-        problem = f"stores {len(priors)} priors but says num_priors {spec.num_priors}"
-    if problem:
-        raise InputError(path, problem)
+    spec, model = load_model(path, MultiBoxSpec, device)
     if expected is not None:
         differences = spec.differences(expected)
         if differences:
             raise InputError(path, "MultiBox checkpoint does not match the config: it has " + ", ".join(differences))
-    try:
-        model = spec.build(priors)
-        model.load_state_dict(state)
-    except (ValueError, RuntimeError) as exc:
-        raise InputError(path, f"checkpoint weights do not match its architecture ({str(exc).splitlines()[0]})") from None
-    return spec, model.to(device).eval()
+    return spec, model

@@ -16,13 +16,14 @@ import numpy as np
 import torch
 from torchvision.ops import nms, remove_small_boxes
 
+from incdet.devices import resolve_device
 from incdet.errors import InputError
 from incdet.io import read_image
 from incdet.multibox.checkpoint import load_multibox
 from incdet.multibox.network import MultiBoxNet, resize_image, to_pixels
 from incdet.proposals.merge import MergedProposals, merge_proposals
+from incdet.weights import DEMO_MULTIBOX
 
-DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "demo_multibox.pt"
 TOP_N = 200  # the GoogLeNet entry added 200 MultiBox boxes per image
 NMS_IOU = 0.7
 DEDUP_IOU = 0.7
@@ -134,7 +135,7 @@ def detect_checkpoint(multibox: str | None, disabled: bool, default_applies: boo
         return None
     if multibox:
         return Path(multibox)
-    return DEMO_CHECKPOINT if default_applies and DEMO_CHECKPOINT.is_file() else None
+    return DEMO_MULTIBOX if default_applies and DEMO_MULTIBOX.is_file() else None
 
 
 def with_multibox(
@@ -147,8 +148,7 @@ def with_multibox(
     device: str,
 ) -> tuple[dict[Path, np.ndarray], list[str], dict[Path, float]]:
     """``incdet detect``'s proposals with MultiBox merged in: (boxes, skipped reasons, seconds per image)."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     try:
         settings = MultiBoxSettings(top_n=top_n)
     except ValueError as exc:
