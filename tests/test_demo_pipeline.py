@@ -17,8 +17,8 @@ from incdet.detector import Detector
 from incdet.evaluate import evaluate_detections
 from incdet.io import read_image
 from incdet.postprocess.coco_results import to_coco_records
+from incdet.proposals.batch import propose_images
 from incdet.proposals.quality import coverage
-from incdet.proposals.store import propose_images
 from incdet.train.optim import OptimConfig
 from incdet.train.regions.config import (
     RegionDataConfig,
@@ -44,8 +44,8 @@ def demo(tmp_path_factory) -> Path:
 def test_split(demo):
     annotations = read_voc_dir(demo / "test" / "annotations")
     paths = [demo / "test" / "images" / a.filename for a in annotations]
-    run = propose_images(paths, superpixel_scale=2.0)
-    assert not run.failures
+    run = propose_images(paths)
+    assert not run.skipped
     return annotations, paths, [run.boxes[p] for p in paths]
 
 
@@ -92,7 +92,7 @@ def test_short_training_run_lowers_the_loss(tmp_path):
 
     # Loss of the exported (averaged) weights vs the same architecture at initialisation,
     # on every labelled region of the training images.
-    table, _ = load_region_table(cfg.data.train, None, None, cfg, tmp_path / "run" / "proposals" / "train_ss2.npz")
+    table, _ = load_region_table(cfg.data.train, None, None, cfg, tmp_path / "run" / "proposals" / "train_ss2.db")
     crops, labels = WarpRegions(table, spec.input_size, spec.context_pad, flip=False)(list(range(len(table))))
     torch.manual_seed(cfg.seed)
     initial = spec.build().eval()

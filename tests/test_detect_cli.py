@@ -10,7 +10,7 @@ from skimage import data as skdata
 
 from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
 from incdet.cli import main
-from incdet.proposals.store import save_proposals
+from incdet.proposals.files import save_proposals
 
 SPEC = RegionClassifierSpec(arch="googlenet", classes=("cat", "cup"), input_size=32, context_pad=2, width=0.125)
 

@@ -17,9 +17,9 @@ from incdet.io import write_image
 from incdet.multibox.checkpoint import MultiBoxSpec, save_multibox
 from incdet.multibox.network import MultiBoxNet
 from incdet.multibox.propose import detect_checkpoint, propose_multibox
+from incdet.proposals.files import load_proposals, save_proposals
 from incdet.proposals.merge import BOTH, MULTIBOX, SS, merge_proposals
 from incdet.proposals.report import format_report, proposal_stats, report_counts
-from incdet.proposals.store import load_proposals, save_proposals
 from incdet.weights import DEMO_MULTIBOX
 
 SS_BOXES = np.array([[0, 0, 50, 50], [100, 100, 150, 150], [10, 60, 40, 90]], np.float32)
@@ -143,7 +143,7 @@ def test_unreadable_image_is_skipped_by_multibox(tiny_set, tmp_path) -> None:
     broken.write_bytes(b"not an image")
     run = propose_multibox([tiny_set["images"] / "0.png", broken], tiny_set["checkpoint"])
     assert list(run.proposals) == [tiny_set["images"] / "0.png"]
-    assert run.failures[0][0] == broken and "not a readable image" in run.failures[0][1]
+    assert run.skipped.messages()[0].startswith(f"{broken}: not a readable image")
 
 
 def test_detect_uses_the_shipped_multibox_only_by_default_for_the_demo_model() -> None:

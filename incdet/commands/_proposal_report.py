@@ -17,6 +17,7 @@ from incdet.errors import InputError
 from incdet.io import write_text
 from incdet.multibox.checkpoint import load_multibox
 from incdet.multibox.propose import MultiBoxSettings, merged_image_proposals
+from incdet.proposals.files import load_proposals
 from incdet.proposals.merge import SOURCES, MergedProposals
 from incdet.proposals.report import (
     format_report,
@@ -24,7 +25,6 @@ from incdet.proposals.report import (
     proposal_stats,
     report_counts,
 )
-from incdet.proposals.store import load_proposals
 from incdet.weights import DEMO_MULTIBOX
 
 
@@ -112,7 +112,7 @@ def add_multibox_and_report(
     (images MultiBox could not read are left out)."""
     with tqdm(total=len(ss), unit="img", desc="MultiBox", file=sys.stderr) as bar:
         merged, run = merged_image_proposals(list(ss), ss, job.checkpoint, job.settings, on_done=lambda _: bar.update())
-    for _, message in run.failures:
+    for message in run.skipped.messages():
         print(f"skipped {message}", file=sys.stderr)
     if merged:
         print(describe_counts(merged))

@@ -52,7 +52,9 @@ def image_proposals(paths: list[Path], args: argparse.Namespace) -> tuple[dict[P
     from tqdm import tqdm
 
     from incdet.multibox.propose import detect_checkpoint, with_multibox
-    from incdet.proposals.store import load_proposals, propose_images
+    from incdet.proposals.batch import propose_images
+    from incdet.proposals.files import load_proposals
+    from incdet.proposals.settings import SearchSettings
 
     if args.proposals:
         stored = load_proposals(args.proposals)
@@ -60,10 +62,11 @@ def image_proposals(paths: list[Path], args: argparse.Namespace) -> tuple[dict[P
         boxes, skipped, seconds = {p: stored[p.name] for p in paths if p.name in stored}, missing, {}
     else:
         with tqdm(total=len(paths), desc="proposals", unit="img") as bar:
-            run = propose_images(paths, args.superpixel_scale, workers=args.workers, on_done=lambda _: bar.update())
-        for _, message in run.failures:
+            run = propose_images(paths, SearchSettings(superpixel_scale=args.superpixel_scale), workers=args.workers,
+                                 on_done=lambda _: bar.update())
+        for message in run.skipped.messages():
             tqdm.write(f"skipped {message}", file=sys.stderr)
-        boxes, skipped, seconds = run.boxes, [message for _, message in run.failures], run.seconds
+        boxes, skipped, seconds = run.boxes, run.skipped.messages(), run.seconds
     checkpoint = detect_checkpoint(args.multibox, args.no_multibox, default_applies=not args.model and not args.proposals)
     if checkpoint is None:
         return boxes, skipped, seconds

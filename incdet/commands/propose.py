@@ -14,7 +14,7 @@ from incdet.io import collect_images
 if TYPE_CHECKING:
     import numpy as np
 
-    from incdet.proposals.store import ProposalRun
+    from incdet.proposals.batch import ProposalRun
 
 RECALL_COUNTS = (10, 50, 100, 300, 500, 1000, 2000)
 
@@ -83,11 +83,15 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from incdet.proposals.store import check_store_path, propose_images, save_proposals
+    from incdet.proposals.batch import propose_images
+    from incdet.proposals.files import check_file_path, save_proposals
+    from incdet.proposals.settings import SearchSettings
 
-    out = check_store_path(args.out)
-    if args.superpixel_scale <= 0:
-        raise InputError(None, f"--superpixel-scale must be positive, got {args.superpixel_scale}")
+    out = check_file_path(args.out)
+    try:
+        settings = SearchSettings(superpixel_scale=args.superpixel_scale)
+    except ValueError as exc:
+        raise InputError(None, f"--superpixel-scale: {exc}") from None
     if args.workers is not None and args.workers < 1:
         raise InputError(None, f"--workers must be at least 1, got {args.workers}")
     if args.gt is not None and not args.gt.is_dir():
@@ -111,20 +115,18 @@ def run(args: argparse.Namespace) -> int:
         result = _cached(paths, args.proposals)
     else:
         with tqdm(total=len(paths), unit="img", desc="selective search", file=sys.stderr) as bar:
-            result = propose_images(
-                paths, args.superpixel_scale, workers=args.workers, on_done=lambda _: bar.update()
-            )
+            result = propose_images(paths, settings, workers=args.workers, on_done=lambda _: bar.update())
     wall = time.perf_counter() - start
-    for _, message in result.failures:
+    for message in result.skipped.messages():
         print(f"skipped {message}", file=sys.stderr)
     if not result.boxes:
-        print(f"incdet: no image could be processed ({len(result.failures)} skipped)", file=sys.stderr)
+        print(f"incdet: no image could be processed ({len(result.skipped)} skipped)", file=sys.stderr)
         return 1
 
     counts = np.array([len(b) for b in result.boxes.values()])
     done = len(result.boxes)
     print(
-        f"{done} image(s) processed, {len(result.failures)} skipped; proposals/image: mean {counts.mean():.0f} "
+        f"{done} image(s) processed, {len(result.skipped)} skipped; proposals/image: mean {counts.mean():.0f} "
         f"(min {counts.min()}, max {counts.max()})"
     )
     if result.seconds:
@@ -145,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _cached(paths: list[Path], cache: Path) -> ProposalRun:
     """Selective-search boxes of ``paths`` from an earlier run's file; images it lacks are skipped."""
-    from incdet.proposals.store import ProposalRun, load_proposals
+    from incdet.proposals.batch import ProposalRun
+    from incdet.proposals.files import load_proposals
 
     stored = load_proposals(cache)
     run = ProposalRun()
@@ -153,5 +156,5 @@ def _cached(paths: list[Path], cache: Path) -> ProposalRun:
         if path.name in stored:
             run.boxes[path] = stored[path.name]
         else:
-            run.failures.append((path, str(InputError(path, f"no proposals for this image in {cache}"))))
+            run.skipped.skip("image", path, f"no proposals for this image in {cache}")
     return run

@@ -22,6 +22,7 @@ from incdet.io import read_image
 from incdet.multibox.checkpoint import load_multibox
 from incdet.multibox.network import MultiBoxNet, resize_image, to_pixels
 from incdet.proposals.merge import MergedProposals, merge_proposals
+from incdet.structures import SkipReport
 from incdet.weights import DEMO_MULTIBOX
 
 TOP_N = 200  # the GoogLeNet entry added 200 MultiBox boxes per image
@@ -81,7 +82,7 @@ class MultiBoxRun:
 
     proposals: dict[Path, tuple[np.ndarray, np.ndarray]]
     seconds: dict[Path, float]
-    failures: list[tuple[Path, str]]
+    skipped: SkipReport
 
 
 def propose_multibox(
@@ -93,13 +94,13 @@ def propose_multibox(
 ) -> MultiBoxRun:
     """MultiBox proposals for image files; unreadable images are listed, never fatal."""
     _, model = load_multibox(checkpoint, device)
-    run = MultiBoxRun({}, {}, [])
+    run = MultiBoxRun({}, {}, SkipReport())
     for path in paths:
         start = time.perf_counter()
         try:
             image = read_image(path)
         except InputError as exc:
-            run.failures.append((path, str(exc)))
+            run.skipped.skip_error("image", exc)
             continue
         run.proposals[path] = predict_images(model, [image], settings.top_n, settings.nms_iou)[0]
         run.seconds[path] = time.perf_counter() - start
@@ -119,7 +120,7 @@ def merged_image_proposals(
     """Selective-search boxes of each image in ``ss_boxes`` merged with its top-N MultiBox boxes.
 
     Images without selective-search boxes are not run; images MultiBox cannot read are left out
-    of the result and listed in the returned run's ``failures``.
+    of the result and listed in the returned run's ``skipped``.
     """
     run = propose_multibox([p for p in paths if p in ss_boxes], checkpoint, settings, device, on_done)
     merged = {
@@ -154,7 +155,7 @@ def with_multibox(
     except ValueError as exc:
         raise InputError(None, f"--multibox-top-n: {exc}") from None
     merged, run = merged_image_proposals(paths, boxes, checkpoint, settings, device)
-    skipped = skipped + [message for _, message in run.failures]
+    skipped = skipped + run.skipped.messages()
     seconds = {path: seconds.get(path, 0.0) + run.seconds.get(path, 0.0) for path in merged}
     if merged:
         mean = {key: np.mean([m.counts()[key] for m in merged.values()]) for key in ("total", "multibox", "both")}

@@ -48,6 +48,7 @@ def selective_search(
     min_size: int = 20,
     search_width: int = 500,
     seed: int = 0,
+    backend: str = "selectivesearch",
 ) -> np.ndarray:
     """Proposals for one HxWx3 RGB uint8 image as float32 (N, 4) continuous xyxy boxes.
 
@@ -58,6 +59,8 @@ def selective_search(
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {image.shape} dtype {image.dtype}")
+    if backend != "selectivesearch":
+        raise ValueError(f"unknown selective-search backend {backend!r}")
     if superpixel_scale <= 0:
         raise ValueError(f"superpixel_scale must be positive, got {superpixel_scale}")
     height, width = image.shape[:2]

@@ -1,169 +1,215 @@
-"""Proposals for many images: computing them in parallel and caching them on disk.
+"""The proposal store: every image's proposals in one SQLite file, written as they are computed.
 
-Selective search is the slow stage of R-CNN (seconds per image), so it runs once over a process
-pool and later stages read the cached boxes. Files are keyed by image file name: ``.npz`` (one
-float32 (N, 4) xyxy array per image, compact) or ``.json`` (``{file_name: [[x1, y1, x2, y2], ...]}``,
-readable by other tools).
+Selective search costs about a second per image, so a dataset's proposals are computed once and
+read many times: by every epoch of region training (one image at a time, from DataLoader workers)
+and by detection. The store is the one form they share:
+
+- **per image**: a row per image key (its path relative to the dataset or input folder), so a
+  reader fetches only the boxes it needs and memory does not grow with the number of images;
+- **appendable and resumable**: each row is committed when its image is done (SQLite's journal
+  makes the commit atomic), so a killed run keeps everything it finished and a rerun adds only
+  what is missing;
+- **self-describing**: the settings the boxes were made with are stored once, and opening the
+  store to add boxes made with other settings is refused, never silently mixed;
+- **stale-proof**: each row keeps the image file's size and modification time, so a regenerated
+  image is searched again rather than given another image's boxes.
+
+SQLite (Python's standard library) gives all of that with random access and concurrent readers;
+a folder of one file per image would cost a million inodes on ILSVRC-DET, and one ``.npz`` must
+be rewritten whole for every image added. Boxes are stored as float32 (N, 4) xyxy pixels, sources
+as uint8 indices into :data:`incdet.structures.SOURCES`.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-import time
-import zipfile
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+import sqlite3
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from incdet.errors import InputError
-from incdet.io import atomic_path, read_image, write_text
-from incdet.proposals.selective_search import selective_search
+from incdet.structures import Proposals
 
-SUFFIXES = (".npz", ".json")
-
-
-def check_store_path(path: str | Path) -> Path:
-    """Fail before hours of computing if the output format is unknown."""
-    path = Path(path)
-    if path.suffix.lower() not in SUFFIXES:
-        raise InputError(path, f"proposal files must end in {' or '.join(SUFFIXES)}")
-    return path
+SUFFIX = ".db"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS proposals (
+    key TEXT PRIMARY KEY, boxes BLOB NOT NULL, source BLOB NOT NULL,
+    width INTEGER, height INTEGER, file_size INTEGER, mtime_ns INTEGER, seconds REAL
+);
+"""
 
 
-def save_proposals(path: str | Path, proposals: Mapping[str, np.ndarray]) -> None:
-    """Write ``{image file name: (N, 4) xyxy boxes}`` atomically; the format follows the suffix."""
-    path = check_store_path(path)
-    arrays = {name: np.asarray(boxes, np.float32).reshape(-1, 4) for name, boxes in proposals.items()}
-    if path.suffix.lower() == ".npz":
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        return
-    # One image per line keeps big files diffable; str() of a float32 is its shortest exact form,
-    # so loading gives back the same float32 values.
-    lines = [
-        f"{json.dumps(name)}: {json.dumps([[float(str(v)) for v in box] for box in boxes])}"
-        for name, boxes in arrays.items()
-    ]
-    write_text(path, "{\n" + ",\n".join(lines) + "\n}\n")
+@dataclass(frozen=True)
+class FileStamp:
+    """Size and modification time of an image file: if either changes, its stored boxes are stale."""
+
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str | Path) -> FileStamp:
+        stat = os.stat(path)
+        return cls(stat.st_size, stat.st_mtime_ns)
 
 
-def _checked_boxes(path: Path, name: str, value: object) -> np.ndarray:
-    try:
-        boxes = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise InputError(path, f"entry {name!r}: boxes are not numbers") from None
-    if boxes.size == 0:
-        return np.zeros((0, 4), np.float32)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise InputError(path, f"entry {name!r}: expected a list of [x1, y1, x2, y2] boxes, got shape {boxes.shape}")
-    if not np.isfinite(boxes).all():
-        raise InputError(path, f"entry {name!r}: boxes contain NaN or infinity")
-    if (boxes[:, 2:] < boxes[:, :2]).any():
-        raise InputError(path, f"entry {name!r}: a box has x2 < x1 or y2 < y1")
-    return boxes
+@dataclass(frozen=True)
+class StoredProposals:
+    """One image's row: its proposals, the image size they were made at, and what it cost."""
+
+    proposals: Proposals
+    width: int | None
+    height: int | None
+    stamp: FileStamp | None
+    seconds: float | None
 
 
-def load_proposals(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a file written by :func:`save_proposals` (or by hand) into float32 (N, 4) arrays."""
-    path = check_store_path(path)
-    if not path.is_file():
-        raise InputError(path, "no such proposal file")
-    if path.suffix.lower() == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                raw = {name: data[name] for name in data.files}
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-            raise InputError(path, f"not a readable .npz proposal file ({exc})") from None
-    else:
-        try:
-            raw = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(path, f"not valid JSON ({exc})") from None
-        if not isinstance(raw, dict):
-            raise InputError(path, "expected a JSON object {file_name: [[x1, y1, x2, y2], ...]}")
-    return {name: _checked_boxes(path, name, value) for name, value in raw.items()}
+def is_store_path(path: str | Path) -> bool:
+    return Path(path).suffix.lower() == SUFFIX
 
 
-@dataclass
-class ProposalRun:
-    """Outcome of a batch: boxes and search seconds per processed image, and the skipped ones."""
+class ProposalStore(Mapping[str, Proposals]):
+    """Proposals per image key in the SQLite file ``path`` (see the module docstring).
 
-    boxes: dict[Path, np.ndarray] = field(default_factory=dict)
-    seconds: dict[Path, float] = field(default_factory=dict)
-    failures: list[tuple[Path, str]] = field(default_factory=list)
+    ``settings`` (JSON-serialisable) says how the boxes are made: a new store records them; an
+    existing one must hold the same, else InputError names the differences. Without ``settings``
+    the store is opened as it is (e.g. by a reader). ``readonly`` opens an existing file without
+    ever writing to it. Read as a mapping, the store gives each key's :class:`Proposals`.
 
-
-def _propose_one(
-    path: Path, superpixel_scale: float, min_size: int, search_width: int, seed: int
-) -> tuple[np.ndarray | None, float, str | None]:
-    start = time.perf_counter()
-    try:
-        image = read_image(path)
-        height, width = image.shape[:2]
-        if min(height, width) < min_size:
-            raise InputError(path, f"image is {width}x{height} px, smaller than the {min_size} px minimum region size")
-        boxes = selective_search(image, superpixel_scale, min_size=min_size, search_width=search_width, seed=seed)
-    except InputError as exc:
-        return None, 0.0, str(exc)
-    except Exception as exc:  # noqa: BLE001 - one odd image must not abort a batch of thousands
-        return None, 0.0, f"{path}: selective search failed ({type(exc).__name__}: {exc})"
-    return boxes, time.perf_counter() - start, None
-
-
-def _init_worker() -> None:
-    # Each worker is one core's worth of work; library thread pools would only oversubscribe.
-    import cv2
-    import torch
-
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
-def propose_images(
-    paths: Sequence[str | Path],
-    superpixel_scale: float = 2.0,
-    *,
-    min_size: int = 20,
-    search_width: int = 500,
-    seed: int = 0,
-    workers: int | None = None,
-    on_done: Callable[[Path], None] | None = None,
-) -> ProposalRun:
-    """Selective search over many images with ``workers`` processes (default: all CPUs).
-
-    Unreadable images (or ones the search fails on) are listed in ``failures`` and never stop the
-    batch. ``on_done`` is called once per finished image, e.g. to advance a progress bar.
+    A store can be pickled (to DataLoader workers or Ray tasks): each process opens its own
+    connection, as SQLite requires.
     """
-    paths = [Path(p) for p in paths]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(paths) or 1))
-    args = (superpixel_scale, min_size, search_width, seed)
-    results: dict[Path, tuple[np.ndarray | None, float, str | None]] = {}
-    if workers == 1:
-        for path in paths:
-            results[path] = _propose_one(path, *args)
-            if on_done:
-                on_done(path)
-    else:
-        # forkserver: forking a parent that already runs torch/OpenMP threads can deadlock children.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["incdet.proposals.selective_search"])
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-            futures = {pool.submit(_propose_one, path, *args): path for path in paths}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                if on_done:
-                    on_done(futures[future])
-    run = ProposalRun()
-    for path in paths:
-        boxes, seconds, error = results[path]
-        if error is None:
-            run.boxes[path] = boxes
-            run.seconds[path] = seconds
-        else:
-            run.failures.append((path, error))
-    return run
+
+    def __init__(self, path: str | Path, settings: Mapping[str, Any] | None = None, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        if self.path.suffix.lower() != SUFFIX:
+            raise InputError(self.path, f"a proposal store is a SQLite file ending in {SUFFIX}")
+        if readonly and not self.path.is_file():
+            raise InputError(self.path, "no such proposal store")
+        if self.path.exists() and not self.path.is_file():
+            raise InputError(self.path, "is not a file (a proposal store is one SQLite file)")
+        self._connection: sqlite3.Connection | None = None
+        self._pid = -1
+        stored = self.settings
+        if settings is not None:
+            wanted = json.loads(json.dumps(dict(settings)))  # as it reads back: tuples become lists
+            if not stored:
+                self._write_settings(wanted)
+            elif stored != wanted:
+                changed = [f"{k} {stored.get(k)!r} (now {wanted.get(k)!r})" for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k)]
+                raise InputError(self.path, "holds proposals made with other settings: " + ", ".join(changed)
+                                 + "; use another file or delete this one")
+
+    # -- connection ---------------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None or self._pid != os.getpid():
+            try:
+                if self.readonly:
+                    connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60)
+                else:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    connection = sqlite3.connect(self.path, timeout=60)
+                    connection.executescript(_SCHEMA)
+                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except (sqlite3.DatabaseError, OSError) as exc:
+                raise InputError(self.path, f"not a readable proposal store ({exc})") from None
+            self._connection, self._pid = connection, os.getpid()
+        return self._connection
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        try:
+            return self._db().execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:  # e.g. a file that is not SQLite, or a corrupt page
+            raise InputError(self.path, f"not a readable proposal store ({exc})") from None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_connection": None, "_pid": -1}
+
+    def close(self) -> None:
+        if self._connection is not None and self._pid == os.getpid():
+            self._connection.close()
+        self._connection = None
+
+    def __enter__(self) -> ProposalStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- settings -----------------------------------------------------------------------------
+    @property
+    def settings(self) -> dict[str, Any]:
+        if not self.path.is_file():
+            return {}
+        if not self._query("SELECT name FROM sqlite_master WHERE type='table' AND name='settings'"):
+            return {}
+        return {name: json.loads(value) for name, value in self._query("SELECT name, value FROM settings")}
+
+    def _write_settings(self, settings: dict[str, Any]) -> None:
+        with self._db() as db:
+            db.executemany("INSERT OR REPLACE INTO settings VALUES (?, ?)", [(k, json.dumps(v)) for k, v in settings.items()])
+
+    # -- rows ---------------------------------------------------------------------------------
+    def put(self, key: str, proposals: Proposals, *, width: int | None = None, height: int | None = None,
+            stamp: FileStamp | None = None, seconds: float | None = None) -> None:
+        """Store (or replace) one image's proposals; committed before this returns."""
+        boxes = np.ascontiguousarray(proposals.boxes.cpu().numpy(), np.float32)
+        source = np.ascontiguousarray(proposals.source.cpu().numpy(), np.uint8)
+        row = (key, boxes.tobytes(), source.tobytes(), width, height,
+               stamp.size if stamp else None, stamp.mtime_ns if stamp else None, seconds)
+        with self._db() as db:  # one transaction: committed on success
+            db.execute("INSERT OR REPLACE INTO proposals VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+    def entry(self, key: str) -> StoredProposals | None:
+        """One image's row, or None if the store has no boxes for ``key``."""
+        rows = self._query("SELECT boxes, source, width, height, file_size, mtime_ns, seconds FROM proposals WHERE key = ?", (key,))
+        if not rows:
+            return None
+        boxes, source, width, height, size, mtime, seconds = rows[0]
+        if len(boxes) % 16 or len(source) * 16 != len(boxes):
+            raise InputError(self.path, f"entry {key!r} is corrupt ({len(boxes)} bytes of boxes, {len(source)} sources)")
+        array = np.frombuffer(boxes, np.float32).reshape(-1, 4).copy()
+        if not np.isfinite(array).all() or (array[:, 2:] < array[:, :2]).any():
+            raise InputError(self.path, f"entry {key!r} has a non-finite box or one with x2 < x1 or y2 < y1")
+        proposals = Proposals(array, np.frombuffer(source, np.uint8).copy())
+        stamp = FileStamp(size, mtime) if size is not None and mtime is not None else None
+        return StoredProposals(proposals, width, height, stamp, seconds)
+
+    def is_current(self, key: str, path: str | Path) -> bool:
+        """True if ``key`` has boxes made from the file at ``path`` as it is now (same size and mtime)."""
+        rows = self._query("SELECT file_size, mtime_ns FROM proposals WHERE key = ?", (key,))
+        if not rows:
+            return False
+        size, mtime = rows[0]
+        return size is None or FileStamp(size, mtime) == FileStamp.of(path)
+
+    def __getitem__(self, key: str) -> Proposals:
+        entry = self.entry(key)
+        if entry is None:
+            raise KeyError(key)
+        return entry.proposals
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and bool(self._query("SELECT 1 FROM proposals WHERE key = ?", (key,)))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([key for (key,) in self._query("SELECT key FROM proposals ORDER BY key")] if self.path.is_file() else [])
+
+    def __len__(self) -> int:
+        return self._query("SELECT count(*) FROM proposals")[0][0] if self.path.is_file() else 0
+
+    def update_from(self, other: ProposalStore) -> int:
+        """Copy every row of ``other`` (e.g. a shard's store, made with the same settings) into this
+        store; returns how many rows were copied."""
+        if other.settings != self.settings:
+            raise InputError(other.path, f"was made with other settings than {self.path}; cannot merge them")
+        rows = other._query("SELECT * FROM proposals")
+        with self._db() as db:
+            db.executemany("INSERT OR REPLACE INTO proposals VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return len(rows)

@@ -16,31 +16,22 @@ from incdet.data.classes import read_class_list
 from incdet.data.dataset import load_dataset
 from incdet.errors import InputError
 from incdet.io import read_image
-from incdet.proposals.store import load_proposals, propose_images, save_proposals
+from incdet.proposals.batch import fill_store
+from incdet.proposals.settings import SearchSettings
+from incdet.proposals.store import ProposalStore
+from incdet.structures import SkipReport
 from incdet.train.regions.config import RegionTrainConfig
 from incdet.train.regions.data import RegionDataModule, RegionTable, build_region_table
 from incdet.train.regions.module import RegionClassifierModule
 
 
-def _cache_key(path: Path) -> str:
-    """File name plus size and modification time, so a regenerated image never reuses stale boxes."""
-    stat = path.stat()
-    return f"{path.name}@{stat.st_size}-{stat.st_mtime_ns}"
-
-
-def cached_proposals(cache: Path, image_paths: list[Path], superpixel_scale: float) -> tuple[dict[Path, np.ndarray], list[tuple[Path, str]]]:
-    """Selective-search boxes, computed once (the slow stage) and cached in ``cache``."""
-    stored = load_proposals(cache) if cache.is_file() else {}
-    keys = {p: _cache_key(p) for p in image_paths if p.is_file()}
-    missing = [p for p in image_paths if keys.get(p) not in stored]
-    failures: list[tuple[Path, str]] = []
-    if missing:
-        with tqdm(total=len(missing), desc=f"proposals for {cache.name}", unit="img") as bar:
-            run = propose_images(missing, superpixel_scale, on_done=lambda _: bar.update())
-        failures = run.failures
-        stored.update({keys[p]: boxes for p, boxes in run.boxes.items()})
-        save_proposals(cache, stored)
-    return {p: stored[keys[p]] for p in image_paths if keys.get(p) in stored}, failures
+def cached_proposals(cache: Path, image_paths: list[Path], settings: SearchSettings) -> tuple[dict[Path, np.ndarray], SkipReport]:
+    """Selective-search boxes, computed once (the slow stage) into the proposal store ``cache``."""
+    store = ProposalStore(cache, settings.to_dict())
+    items = [(p.name, p) for p in image_paths]
+    with tqdm(total=len(items), desc=f"proposals for {cache.name}", unit="img") as bar:
+        skipped = fill_store(store, items, settings, on_done=lambda _: bar.update())
+    return {p: store[p.name].boxes.numpy() for p in image_paths if p.name in store}, skipped
 
 
 def load_region_table(path: str, split: str | None, classes: list[str] | None, cfg: RegionTrainConfig, cache: Path) -> tuple[RegionTable, list[str]]:
@@ -49,8 +40,8 @@ def load_region_table(path: str, split: str | None, classes: list[str] | None, c
     for item in dataset.skipped.items:
         print(f"skipped {item.message}", file=sys.stderr)
     paths = [dataset.image_path(ann) for ann in dataset.annotations]
-    proposals, failures = cached_proposals(cache, paths, cfg.data.superpixel_scale)
-    for _, message in failures:
+    proposals, skipped = cached_proposals(cache, paths, SearchSettings(superpixel_scale=cfg.data.superpixel_scale))
+    for message in skipped.messages():
         print(f"skipped {message}", file=sys.stderr)
     kept = [(ann, p) for ann, p in zip(dataset.annotations, paths) if p in proposals]
     if not kept:
@@ -66,10 +57,10 @@ def train_regions(cfg: RegionTrainConfig) -> Path:
     given = read_class_list(cfg.data.classes) if cfg.data.classes else None
     cache = Path(cfg.data.proposal_cache or Path(cfg.out_dir) / "proposals")
     scale = f"ss{cfg.data.superpixel_scale:g}"
-    train, classes = load_region_table(cfg.data.train, cfg.data.train_split, given, cfg, cache / f"train_{scale}.npz")
+    train, classes = load_region_table(cfg.data.train, cfg.data.train_split, given, cfg, cache / f"train_{scale}.db")
     val = None
     if cfg.data.val:
-        val, _ = load_region_table(cfg.data.val, cfg.data.val_split, classes, cfg, cache / f"val_{scale}.npz")
+        val, _ = load_region_table(cfg.data.val, cfg.data.val_split, classes, cfg, cache / f"val_{scale}.db")
     spec = RegionClassifierSpec(
         arch=cfg.model.arch, classes=tuple(classes), input_size=cfg.model.input_size,
         context_pad=cfg.model.resolved_context_pad, width=cfg.model.width, low_res=cfg.model.low_res,
