@@ -16,13 +16,15 @@ import cv2
 import numpy as np
 import torch
 
+from incdet.boxes import add_context
 from incdet.classify.checkpoint import load_region_classifier
 from incdet.classify.ensemble import load_ensemble
 from incdet.devices import resolve_device
 from incdet.io import list_images, read_image
 from incdet.postprocess.nms import select_detections
 from incdet.proposals.selective_search import selective_search
-from incdet.regions.warp import add_context, warp_image_regions
+from incdet.regions.warp import warp_image_regions
+from incdet.structures import Proposals, RegionScores
 from incdet.transforms import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor
 from incdet.weights import DEMO_REGION_MODELS
 
@@ -76,10 +78,10 @@ def main() -> None:
 
         # What `incdet detect` runs: the ensemble warps and classifies in batches.
         start = time.perf_counter()
-        probs = ensemble(image_to_tensor(image, device), boxes)
+        probs = ensemble(image_to_tensor(image, device), boxes).probs
         sync()
         classified = time.perf_counter()
-        select_detections(boxes, probs)
+        select_detections(Proposals.from_boxes(boxes), RegionScores(probs))
         sync()
         seconds["nms"] += time.perf_counter() - classified
         batched = classified - start

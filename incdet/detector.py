@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from incdet.classify.ensemble import Ensemble
-from incdet.postprocess.nms import Detections, select_detections
+from incdet.postprocess.nms import select_detections
+from incdet.structures import Detections, Proposals
 from incdet.transforms import image_to_tensor
 
 
@@ -38,13 +39,15 @@ class Detector:
     def classes(self) -> tuple[str, ...]:
         return self.ensemble.classes
 
-    def detect(self, image: np.ndarray, proposals: np.ndarray) -> Detections:
-        """Detections for an RGB uint8 image and its (N, 4) xyxy proposals."""
+    def detect(self, image: np.ndarray, proposals: Proposals | np.ndarray) -> Detections:
+        """Detections for an RGB uint8 image and its proposals (or (N, 4) xyxy boxes)."""
+        if not isinstance(proposals, Proposals):
+            proposals = Proposals.from_boxes(proposals)
         start = time.perf_counter()
-        boxes = torch.as_tensor(proposals, dtype=torch.float32, device=self.device).reshape(-1, 4)
-        probs = self.ensemble(image_to_tensor(image, self.device), boxes)
+        proposals = proposals.to(self.device)
+        scores = self.ensemble(image_to_tensor(image, self.device), proposals.boxes)
         self.seconds["warp+classify"] += time.perf_counter() - start
         start = time.perf_counter()
-        dets = select_detections(boxes, probs, self.config.score_threshold, self.config.nms_iou, self.config.max_detections)
+        dets = select_detections(proposals, scores, self.config.score_threshold, self.config.nms_iou, self.config.max_detections)
         self.seconds["nms"] += time.perf_counter() - start
-        return Detections(*(t.cpu() for t in dets))
+        return dets.to("cpu")

@@ -105,6 +105,23 @@ class Detections(_PerBox):
                    torch.zeros(0, dtype=torch.long, device=device), torch.zeros(0, dtype=torch.uint8, device=device))
 
 
+@dataclass
+class RegionScores:
+    """What the region classifiers say about one image's proposals (the seam between stages 3 and 4).
+
+    ``probs`` (N, C + 1) class probabilities, column 0 background; ``boxes`` (N, C + 1, 4) the
+    proposal refined for each class by bounding-box regression, or None when no classifier
+    regresses boxes (each class then keeps the proposal's box).
+    """
+
+    probs: Tensor
+    boxes: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.boxes is not None and self.boxes.shape != (*self.probs.shape, 4):
+            raise ValueError(f"boxes must be (N, C + 1, 4) = {(*self.probs.shape, 4)}, got {tuple(self.boxes.shape)}")
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     """An image of a batch job: where it is, the key its results are stored under, its number.

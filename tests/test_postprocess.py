@@ -3,27 +3,41 @@ import torch
 
 from incdet.postprocess.coco_results import to_coco_records
 from incdet.postprocess.nms import select_detections
+from incdet.structures import MULTIBOX, SOURCES, Proposals, RegionScores
+
+
+def _select(boxes, probs, **kwargs):
+    return select_detections(Proposals.from_boxes(boxes), RegionScores(torch.as_tensor(probs)), **kwargs)
 
 
 def test_per_class_nms_threshold_and_topk():
     boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]])
     # columns: background, cat, dog
     probs = torch.tensor([[0.1, 0.8, 0.1], [0.1, 0.5, 0.4], [0.97, 0.02, 0.01]])
-    dets = select_detections(boxes, probs, score_threshold=0.05, nms_iou=0.3)
+    dets = _select(boxes, probs, score_threshold=0.05, nms_iou=0.3)
     # box 1 is suppressed as a cat by box 0 but survives as a dog; box 2 is background.
     assert dets.labels.tolist() == [0, 1]
     assert dets.scores.tolist() == pytest.approx([0.8, 0.4])
     assert dets.boxes.tolist() == [[0, 0, 10, 10], [1, 1, 11, 11]]
-    assert len(select_detections(boxes, probs, max_detections=1).scores) == 1
-    assert len(select_detections(boxes, probs, score_threshold=0.9).scores) == 0
+    assert len(_select(boxes, probs, max_detections=1).scores) == 1
+    assert len(_select(boxes, probs, score_threshold=0.9).scores) == 0
+
+
+def test_regressed_boxes_replace_the_proposal_per_class_and_keep_its_source():
+    proposals = Proposals.from_boxes([[0.0, 0, 10, 10]], MULTIBOX)
+    probs = torch.tensor([[0.1, 0.6, 0.3]])
+    refined = torch.tensor([[[0.0, 0, 10, 10], [1, 1, 9, 9], [2, 2, 12, 12]]])
+    dets = select_detections(proposals, RegionScores(probs, refined))
+    assert dets.boxes.tolist() == [[1, 1, 9, 9], [2, 2, 12, 12]]
+    assert [SOURCES[s] for s in dets.source.tolist()] == [MULTIBOX, MULTIBOX]
 
 
 def test_no_regions_gives_no_detections():
-    dets = select_detections(torch.zeros(0, 4), torch.zeros(0, 3))
+    dets = _select(torch.zeros(0, 4), torch.zeros(0, 3))
     assert dets.boxes.shape == (0, 4)
 
 
 def test_coco_records_are_xywh_with_one_based_categories():
-    dets = select_detections(torch.tensor([[2.0, 3, 12, 23]]), torch.tensor([[0.1, 0.0, 0.9]]))
+    dets = _select(torch.tensor([[2.0, 3, 12, 23]]), torch.tensor([[0.1, 0.0, 0.9]]))
     (record,) = to_coco_records(dets, 7, "x.jpg", ["cat", "dog"])
     assert record == {"image_id": 7, "file_name": "x.jpg", "category_id": 2, "category_name": "dog", "bbox": [2.0, 3.0, 10.0, 20.0], "score": 0.9}

@@ -1,9 +1,10 @@
 import numpy as np
 import torch
 
+from incdet.boxes import add_context
 from incdet.data.records import Annotation
 from incdet.regions.labels import BACKGROUND, label_proposals
-from incdet.regions.warp import add_context, default_context_pad, warp_image_regions
+from incdet.regions.warp import default_context_pad, warp_image_regions
 from incdet.train.regions.data import (
     ForegroundFractionSampler,
     WarpRegions,

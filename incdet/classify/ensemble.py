@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from incdet.classify.checkpoint import RegionClassifierSpec, load_region_classifier
 from incdet.errors import InputError
 from incdet.regions.warp import warp_image_regions
+from incdet.structures import RegionScores
 
 
 class Ensemble(nn.Module):
@@ -35,15 +36,15 @@ class Ensemble(nn.Module):
         return self.specs[0].classes
 
     @torch.inference_mode()
-    def forward(self, image: Tensor, boxes: Tensor) -> Tensor:
-        """(N, 4) boxes of a normalised (3, H, W) image -> (N, C + 1) probabilities."""
+    def forward(self, image: Tensor, boxes: Tensor) -> RegionScores:
+        """(N, 4) boxes of a normalised (3, H, W) image -> their (N, C + 1) probabilities."""
         probs = image.new_zeros(len(boxes), len(self.classes) + 1)
         for spec, model in zip(self.specs, self.members):
             for start in range(0, len(boxes), self.batch_size):
                 chunk = boxes[start : start + self.batch_size]
                 crops = warp_image_regions(image, chunk, spec.input_size, spec.context_pad).contiguous(memory_format=torch.channels_last)
                 probs[start : start + len(chunk)] += model(crops).softmax(dim=1)
-        return probs / len(self.members)
+        return RegionScores(probs / len(self.members))
 
 
 def load_ensemble(paths: Sequence[str | Path], device: torch.device | str = "cpu", expected_classes: Sequence[str] | None = None) -> Ensemble:

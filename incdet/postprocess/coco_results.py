@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from incdet.postprocess.nms import Detections
+from incdet.structures import Detections
 
 
 def to_coco_records(dets: Detections, image_id: int, file_name: str, classes: Sequence[str]) -> list[dict]:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torchvision.utils import draw_bounding_boxes
 
-from incdet.postprocess.nms import Detections
+from incdet.structures import Detections
 
 _PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#fabed4", "#469990"]
 

@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
-from torch import Tensor
 from torchvision.ops import batched_nms
 
+from incdet.structures import Detections, Proposals, RegionScores
 
-class Detections(NamedTuple):
-    """Final detections of one image; ``labels`` are 0-based indices into the class list."""
-
-    boxes: Tensor
-    scores: Tensor
-    labels: Tensor
+RCNN_NMS_IOU = 0.3  # R-CNN's greedy per-class NMS threshold
 
 
 def select_detections(
-    boxes: Tensor, probs: Tensor, score_threshold: float = 0.05, nms_iou: float = 0.3, max_detections: int = 100
+    proposals: Proposals, scores: RegionScores, score_threshold: float = 0.05, nms_iou: float = RCNN_NMS_IOU,
+    max_detections: int = 100,
 ) -> Detections:
-    """Turn (N, 4) boxes and (N, C + 1) probabilities (column 0 = background) into detections.
+    """Turn an image's proposals and their class probabilities into its detections.
 
-    Every (region, class) pair above ``score_threshold`` is a candidate; greedy NMS runs
-    per class (R-CNN used IoU 0.3) and the ``max_detections`` best survivors are kept.
+    Every (region, class) pair above ``score_threshold`` is a candidate, boxed by the class's
+    regressed box when there is one, else by the proposal; greedy NMS runs per class and the
+    ``max_detections`` best survivors are kept, best first.
     """
-    class_probs = probs[:, 1:]
+    class_probs = scores.probs[:, 1:]
     region, label = torch.nonzero(class_probs > score_threshold, as_tuple=True)
-    scores = class_probs[region, label]
-    candidates = boxes[region]
-    keep = batched_nms(candidates, scores, label, nms_iou)[:max_detections]
-    return Detections(candidates[keep], scores[keep], label[keep])
+    candidate_scores = class_probs[region, label]
+    boxes = proposals.boxes.to(class_probs.device)
+    candidates = boxes[region] if scores.boxes is None else scores.boxes[region, label + 1]
+    keep = batched_nms(candidates, candidate_scores, label, nms_iou)[:max_detections]
+    return Detections(candidates[keep], candidate_scores[keep], label[keep], proposals.source.to(class_probs.device)[region[keep]])

@@ -6,6 +6,8 @@ import torch
 from torch import Tensor
 from torchvision.ops import roi_align
 
+from incdet.boxes import add_context
+
 # R-CNN pads 16 px of context around a 227 px warp; GoogLeNet's crops are 224 px.
 RCNN_CONTEXT_PAD = 16
 RCNN_INPUT_SIZE = 224
@@ -14,18 +16,6 @@ RCNN_INPUT_SIZE = 224
 def default_context_pad(input_size: int) -> int:
     """R-CNN's 16 px of context at 224 px, scaled to another crop size."""
     return round(RCNN_CONTEXT_PAD * input_size / RCNN_INPUT_SIZE)
-
-
-def add_context(boxes: Tensor, output_size: int, context_pad: int) -> Tensor:
-    """Dilate boxes so that ``context_pad`` pixels of context surround them once warped.
-
-    The warp maps the dilated box onto ``output_size`` pixels, of which the original box
-    must fill the central ``output_size - 2 * context_pad``.
-    """
-    scale = output_size / (output_size - 2 * context_pad)
-    centers = (boxes[:, :2] + boxes[:, 2:]) / 2
-    half = (boxes[:, 2:] - boxes[:, :2]) / 2 * scale
-    return torch.cat([centers - half, centers + half], dim=1)
 
 
 def warp_regions(images: Tensor, rois: Tensor, output_size: int, context_pad: int) -> Tensor:
