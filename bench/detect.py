@@ -44,7 +44,7 @@ def naive_scores(image: np.ndarray, boxes: np.ndarray, model: torch.nn.Module, s
             canvas[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = image[sy1:sy2, sx1:sx2]
         crop = (cv2.resize(canvas, (size, size), interpolation=cv2.INTER_LINEAR) / 255.0 - mean) / std
         with torch.inference_mode():
-            scores.append(model(torch.from_numpy(crop).permute(2, 0, 1)[None]).softmax(1))
+            scores.append(model(torch.from_numpy(crop).permute(2, 0, 1)[None]).logits.softmax(1))
     return torch.cat(scores)
 
 

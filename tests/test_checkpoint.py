@@ -25,7 +25,7 @@ def test_round_trip_keeps_weights_and_spec(tmp_path):
     spec, loaded = load_region_classifier(tmp_path / "m.pt")
     assert spec == SPEC and not loaded.training
     x = torch.randn(2, 3, 32, 32)
-    assert torch.equal(model(x), loaded(x))
+    assert torch.equal(model(x).logits, loaded(x).logits)
 
 
 def test_bad_checkpoints_are_refused_with_the_file_name(tmp_path):
@@ -62,7 +62,7 @@ def test_ensemble_averages_member_softmax(tmp_path):
     probs = ensemble(image, boxes).probs
     warped = warp_image_regions(image, boxes, 32, 2)
     with torch.no_grad():
-        expected = (a(warped).softmax(1) + b(warped).softmax(1)) / 2
+        expected = (a(warped).logits.softmax(1) + b(warped).logits.softmax(1)) / 2
     assert torch.allclose(probs, expected, atol=1e-6)
     assert torch.allclose(probs.sum(1), torch.ones(3))
     small_batches = Ensemble(ensemble.specs, list(ensemble.members), batch_size=2)

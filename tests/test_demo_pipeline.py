@@ -97,8 +97,8 @@ def test_short_training_run_lowers_the_loss(tmp_path):
     torch.manual_seed(cfg.seed)
     initial = spec.build().eval()
     with torch.no_grad():
-        before = torch.nn.functional.cross_entropy(initial(crops), labels).item()
-        after = torch.nn.functional.cross_entropy(trained(crops), labels).item()
+        before = torch.nn.functional.cross_entropy(initial(crops).logits, labels).item()
+        after = torch.nn.functional.cross_entropy(trained(crops).logits, labels).item()
     print(f"region loss before {before:.3f}, after {after:.3f}")
     assert after < 0.8 * before
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from incdet.classify.model import RegionClassifier
 from incdet.model_file import ModelSpec, load_model, save_model
 from incdet.nets import ARCH_NAMES
 from incdet.nets.factory import build_classifier, min_input_size
@@ -31,6 +32,7 @@ class RegionClassifierSpec(ModelSpec):
     context_pad: int
     width: float = 1.0
     low_res: bool = False
+    bbox_reg: bool = False  # carries a box regressor (files from before it existed: False)
 
     @property
     def num_outputs(self) -> int:
@@ -49,14 +51,18 @@ class RegionClassifierSpec(ModelSpec):
         if self.width <= 0:
             raise ValueError(f"width must be positive, got {self.width}")
 
-    def build(self) -> nn.Module:
-        return build_classifier(self.arch, self.num_outputs, width=self.width, low_res=self.low_res)
+    def build(self) -> RegionClassifier:
+        net = build_classifier(self.arch, self.num_outputs, width=self.width, low_res=self.low_res)
+        return RegionClassifier(net, self.num_outputs, self.bbox_reg)
+
+    def adapt_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return RegionClassifier.upgrade_state(state)
 
 
 def save_region_classifier(path: str | Path, spec: RegionClassifierSpec, model: nn.Module) -> None:
     save_model(path, spec, model)
 
 
-def load_region_classifier(path: str | Path, device: torch.device | str = "cpu") -> tuple[RegionClassifierSpec, nn.Module]:
+def load_region_classifier(path: str | Path, device: torch.device | str = "cpu") -> tuple[RegionClassifierSpec, RegionClassifier]:
     """Load a classifier saved by ``save_region_classifier``, in eval mode on ``device``."""
     return load_model(path, RegionClassifierSpec, device)

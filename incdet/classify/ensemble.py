@@ -43,7 +43,7 @@ class Ensemble(nn.Module):
             for start in range(0, len(boxes), self.batch_size):
                 chunk = boxes[start : start + self.batch_size]
                 crops = warp_image_regions(image, chunk, spec.input_size, spec.context_pad).contiguous(memory_format=torch.channels_last)
-                probs[start : start + len(chunk)] += model(crops).softmax(dim=1)
+                probs[start : start + len(chunk)] += model(crops).logits.softmax(dim=1)
         return RegionScores(probs / len(self.members))
 
 

@@ -161,6 +161,15 @@ class GoogLeNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:
+        pooled, aux1, aux2 = self.forward_pooled(x)
+        logits = self.fc(self.dropout(pooled))
+        if aux1 is not None and aux2 is not None:
+            return GoogLeNetOutputs(logits, aux1, aux2)
+        return logits
+
+    def forward_pooled(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """The globally pooled (B, C) features the classifier reads, and the side heads' logits
+        (None unless training with side heads); region classifiers put a box regressor on them."""
         check_input(x, self.min_input_size, "googlenet")
         x = self.transform_input(x)
         x = self.maxpool2(self.conv3(self.conv2(self.maxpool1(self.conv1(x)))))
@@ -171,7 +180,4 @@ class GoogLeNet(nn.Module):
         aux2 = self.aux2(x) if self.aux2 is not None and self.training else None
         x = self.maxpool4(self.inception4e(x))
         x = self.inception5b(self.inception5a(x))
-        logits = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
-        if aux1 is not None and aux2 is not None:
-            return GoogLeNetOutputs(logits, aux1, aux2)
-        return logits
+        return torch.flatten(self.avgpool(x), 1), aux1, aux2

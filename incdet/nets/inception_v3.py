@@ -222,6 +222,13 @@ class InceptionV3(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor | InceptionV3Outputs:
+        pooled, aux = self.forward_pooled(x)
+        logits = self.fc(self.dropout(pooled))
+        return InceptionV3Outputs(logits, aux) if aux is not None else logits
+
+    def forward_pooled(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The globally pooled (B, C) features the classifier reads, and the side head's logits
+        (None unless training with the side head); region classifiers put a box regressor on them."""
         check_input(x, self.min_input_size, "inception_v3")
         x = self.transform_input(x)
         for layer in (self.Conv2d_1a_3x3, self.Conv2d_2a_3x3, self.Conv2d_2b_3x3, self.maxpool1,
@@ -231,5 +238,4 @@ class InceptionV3(nn.Module):
             x = layer(x)
         aux = self.AuxLogits(x) if self.AuxLogits is not None and self.training else None
         x = self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x)))
-        logits = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
-        return InceptionV3Outputs(logits, aux) if aux is not None else logits
+        return torch.flatten(self.avgpool(x), 1), aux

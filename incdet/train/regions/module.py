@@ -21,7 +21,7 @@ class RegionClassifierModule(L.LightningModule):
         self.model = spec.build()
 
     def forward(self, crops: Tensor) -> Tensor:
-        return self.model(crops)
+        return self.model(crops).logits
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         crops, labels = batch
