@@ -59,31 +59,40 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read any common image file as an HxWx3 RGB uint8 array.
+    """Read any common image file as an HxWx3 RGB uint8 array, in the orientation a viewer shows.
 
-    Grayscale is replicated to three channels, alpha is dropped and 16-bit images are
-    scaled to 8 bits, because every later stage expects 8-bit RGB.
+    A photo stored sideways with an EXIF orientation tag is turned upright (OpenCV applies the
+    tag), so boxes are always in the frame people see. Grayscale is replicated to three
+    channels, alpha and palettes are dropped and 16-bit images are scaled to 8 bits, because
+    every later stage expects 8-bit RGB. Every failure is an InputError naming the file.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(path, "no such file")
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if path.is_dir():
+        raise InputError(path, "is a directory, not an image file")
+    if not path.is_file():
+        raise InputError(path, "is not a regular file (a pipe, socket or device?)")
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except PermissionError:
+        raise InputError(path, "cannot read the file (permission denied)") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read the file ({exc.strerror or exc})") from None
+    try:
+        # IMREAD_COLOR applies the EXIF orientation (IMREAD_UNCHANGED would not); ANYDEPTH keeps 16 bits.
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
+            raise InputError(path, "image is larger than the 2^30 pixels OpenCV decodes (or its header is corrupt)") from None
+        raise InputError(path, "not a readable image (OpenCV could not decode it)") from None
     if image is None:
-        raise InputError(path, "not a readable image (unknown format or corrupt file)")
+        raise InputError(path, "empty file" if not data.size else "not a readable image (unknown format or corrupt file)")
     if image.dtype == np.uint16:
         image = (image.astype(np.float32) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
     elif image.dtype != np.uint8:
-        raise InputError(path, f"unsupported pixel type {image.dtype}")
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    elif image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    elif image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    else:
-        raise InputError(path, f"unsupported channel count {image.shape[2]}")
-    return np.ascontiguousarray(image)
+        raise InputError(path, f"unsupported pixel type {image.dtype} (8- or 16-bit images only)")
+    return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
 
 
 def list_images(folder: str | Path) -> list[Path]:
