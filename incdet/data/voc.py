@@ -15,8 +15,13 @@ from incdet.io import write_text
 from incdet.structures import SkipReport
 
 
-def read_voc_xml(path: str | Path) -> Annotation:
-    """Parse one VOC XML file; VOC's 1-based inclusive corners become continuous xyxy."""
+def read_voc_xml(path: str | Path, report: SkipReport | None = None) -> Annotation:
+    """Parse one VOC XML file; VOC's 1-based inclusive corners become continuous xyxy.
+
+    An unusable object (no name, a missing or non-numeric box, xmax < xmin) is dropped and recorded
+    in ``report``, keeping the file's other objects, as every reader of incdet does; without a
+    ``report`` it is an InputError instead. A file that cannot be parsed at all is an InputError.
+    """
     path = Path(path)
     try:
         root = ET.parse(path).getroot()
@@ -31,14 +36,21 @@ def read_voc_xml(path: str | Path) -> Annotation:
     boxes, labels, difficult = [], [], []
     for i, obj in enumerate(root.iter("object")):
         name = (obj.findtext("name") or "").strip()
+        problem = None
         try:
             x1, y1, x2, y2 = (float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
         except (TypeError, ValueError):
-            raise InputError(path, f"object {i} ({name or 'unnamed'}): missing or non-numeric bndbox") from None
-        if not name:
-            raise InputError(path, f"object {i}: empty <name>")
-        if x2 < x1 or y2 < y1:
-            raise InputError(path, f"object {i} ({name}): xmax < xmin or ymax < ymin")
+            problem = f"object {i} ({name or 'unnamed'}): missing or non-numeric bndbox"
+        else:
+            if not name:
+                problem = f"object {i}: empty <name>"
+            elif x2 < x1 or y2 < y1:
+                problem = f"object {i} ({name}): xmax < xmin or ymax < ymin ({x1:g}, {y1:g}, {x2:g}, {y2:g})"
+        if problem is not None:
+            if report is None:
+                raise InputError(path, problem)
+            report.skip("object", path, problem)
+            continue
         boxes.append([x1 - 1, y1 - 1, x2, y2])
         labels.append(name)
         difficult.append((obj.findtext("difficult") or "0").strip() == "1")
@@ -104,7 +116,7 @@ def read_voc_dataset(path: Path, split: str | None = None) -> Dataset:
     annotations, seen = [], set()
     for xml in files:
         try:
-            ann = read_voc_xml(xml)
+            ann = read_voc_xml(xml, report)
         except InputError as exc:
             report.skip("annotation file", exc.path, exc.problem)
             continue
