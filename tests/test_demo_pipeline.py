@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from region_training_data import bench, region_config, write_config
+from torchvision.ops import box_iou
 
 from incdet.classify.checkpoint import load_region_classifier
 from incdet.classify.ensemble import Ensemble, load_ensemble
+from incdet.data.dataset import load_dataset
 from incdet.data.demo import generate_demo
 from incdet.data.voc import read_voc_dir
 from incdet.detector import Detector
@@ -19,14 +22,12 @@ from incdet.io import read_image
 from incdet.postprocess.coco_results import to_coco_records
 from incdet.proposals.batch import propose_images
 from incdet.proposals.quality import coverage
-from incdet.train.optim import OptimConfig
-from incdet.train.regions.config import (
-    RegionDataConfig,
-    RegionModelConfig,
-    RegionTrainConfig,
-)
-from incdet.train.regions.data import WarpRegions
-from incdet.train.regions.train import load_region_table, train_regions
+from incdet.proposals.store import ProposalStore
+from incdet.regions.warp import warp_image_regions
+from incdet.train.config import load_config
+from incdet.train.regions.config import RegionTrainConfig
+from incdet.train.regions.train import train_regions
+from incdet.transforms import image_to_tensor
 from incdet.weights import DEMO_REGION_MODELS
 
 COVERAGE_FLOOR = 0.87  # measured 0.909 (290 boxes/image) at superpixel_scale 2
@@ -76,30 +77,49 @@ def test_shipped_model_beats_an_untrained_one_on_held_out_images(test_split):
     assert shipped_map >= untrained_map + 0.3
 
 
-def test_short_training_run_lowers_the_loss(tmp_path):
+def _held_out_recall(model, spec, annotations: Path, store: Path) -> torch.Tensor:
+    """Per class (background first): the share of held-out regions (stored proposals + ground truth,
+    labelled here by IoU >= 0.5) the model classifies right, through the detector's warp."""
+    split = load_dataset(annotations)
+    proposals = ProposalStore(store, readonly=True)
+    seen, right = torch.zeros(len(split.classes) + 1), torch.zeros(len(split.classes) + 1)
+    for ann in split.annotations:
+        gt = torch.as_tensor(ann.boxes)
+        boxes = torch.cat([proposals[ann.filename].boxes, gt])
+        iou, best = box_iou(boxes, gt).max(dim=1)
+        labels = torch.where(iou >= 0.5, torch.tensor([split.classes.index(n) + 1 for n in ann.labels])[best], 0)
+        image = image_to_tensor(read_image(split.image_path(ann)))
+        with torch.no_grad():
+            predicted = model(warp_image_regions(image, boxes, spec.input_size, spec.context_pad)).logits.argmax(1)
+        seen += torch.bincount(labels, minlength=len(seen))
+        right += torch.bincount(labels[predicted == labels], minlength=len(seen))
+    return right / seen
+
+
+def test_short_training_run_classifies_held_out_regions_well_above_the_label_mix(tmp_path):
+    """Predicting the label mix (background: 92 % of the regions) scores a balanced accuracy of 1/6 and
+    a foreground recall of 0; shuffled training labels land there too."""
     root = tmp_path / "demo"
-    generate_demo(root, seed=3, counts={"train": 8, "val": 3, "test": 1})
-    cfg = RegionTrainConfig(
-        data=RegionDataConfig(train=str(root / "train" / "annotations"), val=str(root / "val" / "annotations"), batch_size=32, batches_per_epoch=6),
-        model=RegionModelConfig(arch="googlenet", width=0.125, input_size=32),
-        optim=OptimConfig(name="adamw", lr=0.003, weight_decay=0.0, ema_decay=0.5, ema_start_epoch=1),
-        max_epochs=3, out_dir=str(tmp_path / "run"), export=str(tmp_path / "model.pt"),
-        trainer={"enable_progress_bar": False, "enable_model_summary": False},
-    )
-    exported = train_regions(cfg)
+    generate_demo(root, seed=3, counts={"train": 64, "val": 16, "test": 1})
+    paths = {}
+    for split in ("train", "val"):
+        paths[split] = root / split / "annotations"
+        paths[f"{split}_store"] = bench.write_cheap_proposals(tmp_path / f"{split}.db", paths[split], per_image=100)
+    cfg = region_config(paths, tmp_path, max_epochs=8, data={"images_per_batch": 4, "regions_per_image": 32, "fg_fraction": 0.5},
+                        optim={"lr": 0.002, "label_smoothing": 0.0})
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # several times faster than 2 threads on the busy 2-core machine
+    try:
+        exported = train_regions(load_config(write_config(tmp_path / "c.yaml", cfg), RegionTrainConfig))
+    finally:
+        torch.set_num_threads(before)
     spec, trained = load_region_classifier(exported)
     assert spec.classes == ("cat", "cup", "rocket", "coin", "face") and spec.input_size == 32
 
-    # Loss of the exported (averaged) weights vs the same architecture at initialisation,
-    # on every labelled region of the training images.
-    table, _ = load_region_table(cfg.data.train, None, None, cfg, tmp_path / "run" / "proposals" / "train_ss2.db")
-    crops, labels = WarpRegions(table, spec.input_size, spec.context_pad, flip=False)(list(range(len(table))))
-    torch.manual_seed(cfg.seed)
-    initial = spec.build().eval()
-    with torch.no_grad():
-        before = torch.nn.functional.cross_entropy(initial(crops).logits, labels).item()
-        after = torch.nn.functional.cross_entropy(trained(crops).logits, labels).item()
-    print(f"region loss before {before:.3f}, after {after:.3f}")
-    assert after < 0.8 * before
+    recall = _held_out_recall(trained, spec, paths["val"], paths["val_store"])
+    balanced, foreground = float(recall.mean()), float(recall[1:].mean())
+    print(f"held-out region recall per class (background first): {[round(float(r), 3) for r in recall]}")
+    assert balanced >= 0.50  # measured 0.558 (label mix: 0.167)
+    assert foreground >= 0.40  # measured 0.538 (label mix: 0)
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     assert list((tmp_path / "run" / "logs").rglob("metrics.csv"))

@@ -81,15 +81,26 @@ def test_exported_network_keeps_the_clustered_priors_and_finds_the_square(traine
 def test_continuing_from_a_checkpoint_that_disagrees_with_the_config_is_refused(trained: Path, capsys) -> None:
     checkpoint = str(trained / "run" / "multibox.pt")
     model = {"num_priors": 6, "input_size": 96, "width": 0.125, "head_channels": 8, "hidden": 16}
-    assert main(["train", "multibox", "--config", str(config(trained, init_checkpoint=checkpoint, model=model))]) == 2
+    assert main(["train", "multibox", "--config", str(config(trained, init_checkpoint=checkpoint, model=model, out_dir=str(trained / "other")))]) == 2
     err = capsys.readouterr().err
     assert "multibox.pt: MultiBox checkpoint does not match the config: it has priors 4 (config: 6), input size 64 (config: 96)" in err
 
 
 def test_too_many_priors_for_the_training_boxes_is_a_clear_error(trained: Path, capsys) -> None:
     model = {"num_priors": 50, "input_size": 64, "width": 0.125, "head_channels": 8, "hidden": 16}
-    assert main(["train", "multibox", "--config", str(config(trained, model=model))]) == 2
+    assert main(["train", "multibox", "--config", str(config(trained, model=model, out_dir=str(trained / "other")))]) == 2
     assert "into 50 priors" in capsys.readouterr().err
+
+
+def test_a_rerun_is_refused_and_resume_continues_the_run(trained: Path, capsys) -> None:
+    assert main(["train", "multibox", "--config", str(config(trained))]) == 2
+    assert f"{trained / 'run'}: already holds a training run (checkpoints/last.ckpt); set resume: true" in capsys.readouterr().err
+    assert main(["train", "multibox", "--config", str(config(trained, resume=True, max_epochs=9))]) == 0
+    spec, _ = load_multibox(trained / "run" / "multibox.pt")
+    assert spec.metadata["epochs"] == 9
+    assert sorted(p.name for p in (trained / "run" / "checkpoints").iterdir()) == ["epoch=8-step=18.ckpt", "last.ckpt"]
+    rows = list(csv.DictReader(open(trained / "run" / "logs" / "version_1" / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows if r.get("train_loss")] == [8, 8]  # only the one new epoch was trained
 
 
 def test_the_shipped_demo_network_loads_and_proposes_boxes() -> None:
@@ -105,7 +116,7 @@ def test_the_shipped_demo_network_loads_and_proposes_boxes() -> None:
 
 
 
-def test_unreadable_training_images_are_skipped_and_reported(tmp_path: Path, capsys) -> None:
+def test_unreadable_training_images_are_skipped_and_reported(tmp_path: Path, caplog) -> None:
     from incdet.data.voc import read_voc_xml
     from incdet.train.multibox.data import load_split
 
@@ -115,5 +126,4 @@ def test_unreadable_training_images_are_skipped_and_reported(tmp_path: Path, cap
     assert len(table) == 1 and table.images.shape == (1, 3, 64, 64)
     expected = read_voc_xml(tmp_path / "annotations" / "000.xml").boxes / [96, 72, 96, 72]
     np.testing.assert_allclose(table.boxes[0], expected, rtol=1e-6)
-    err = capsys.readouterr().err
-    assert "skipped" in err and "001.png: not a readable image" in err
+    assert f"skipped {tmp_path / 'images' / '001.png'}: not a readable image" in caplog.text

@@ -1,8 +1,14 @@
-"""``incdet train regions|multibox|backbone --config FILE``: fit a learned stage from a YAML config."""
+"""``incdet train regions|multibox|backbone --config FILE``: fit a learned stage from a YAML config.
+
+Under DDP Lightning runs this command once per process; only rank 0 reports the export. Ctrl-C
+stops training without exporting (exit 130, one line); ``resume: true`` continues the run.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 
 from incdet.train.config import load_config
 
@@ -21,13 +27,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     backbone.set_defaults(func=run_backbone)
 
 
+def _show_library_messages() -> None:
+    """incdet's own log lines (skipped images, loaded layers, proposal progress) on stderr, bare;
+    other libraries' from warnings up. Does nothing where logging is already configured."""
+    logging.basicConfig(format="%(message)s", stream=sys.stderr)
+    logging.getLogger("incdet").setLevel(logging.INFO)
+
+
+def _report(path: object, what: str, out_dir: str) -> None:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # DDP runs this command once per process
+        print(f"{what} written to {path} (Lightning checkpoints and CSV logs in {out_dir})")
+
+
 def run_regions(args: argparse.Namespace) -> int:
     from incdet.train.regions.config import RegionTrainConfig
     from incdet.train.regions.train import train_regions
 
+    _show_library_messages()
     cfg = load_config(args.config, RegionTrainConfig)
-    path = train_regions(cfg)
-    print(f"region classifier written to {path} (Lightning checkpoints and CSV logs in {cfg.out_dir})")
+    _report(train_regions(cfg), "region classifier", cfg.out_dir)
     return 0
 
 
@@ -35,20 +55,17 @@ def run_multibox(args: argparse.Namespace) -> int:
     from incdet.train.multibox.config import MultiBoxTrainConfig
     from incdet.train.multibox.train import train_multibox
 
+    _show_library_messages()
     cfg = load_config(args.config, MultiBoxTrainConfig)
-    path = train_multibox(cfg)
-    print(f"MultiBox network written to {path} (Lightning checkpoints and CSV logs in {cfg.out_dir})")
+    _report(train_multibox(cfg), "MultiBox network", cfg.out_dir)
     return 0
 
 
 def run_backbone(args: argparse.Namespace) -> int:
-    from lightning.pytorch.utilities import rank_zero_only
-
     from incdet.train.backbone.config import BackboneTrainConfig
     from incdet.train.backbone.train import train_backbone
 
+    _show_library_messages()
     cfg = load_config(args.config, BackboneTrainConfig)
-    path = train_backbone(cfg)
-    if rank_zero_only.rank == 0:  # DDP runs this command once per process
-        print(f"backbone written to {path} (Lightning checkpoints and CSV logs in {cfg.out_dir})")
+    _report(train_backbone(cfg), "backbone", cfg.out_dir)
     return 0

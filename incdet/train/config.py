@@ -26,10 +26,18 @@ def require_positive(values: dict[str, float]) -> None:
 
 
 def check_trainer_passthrough(trainer: dict[str, Any]) -> None:
-    """The ``trainer:`` mapping goes to ``lightning.Trainer`` (devices, strategy, precision...)."""
+    """The ``trainer:`` mapping goes to ``lightning.Trainer`` (devices, strategy, precision...):
+    its keys must be Trainer arguments that incdet does not set itself."""
+    import inspect
+
+    import lightning
+
     managed = sorted(set(trainer) & set(MANAGED_TRAINER_KEYS))
     if managed:
         raise ValueError(f"trainer.{managed[0]} is set by incdet from the rest of the config; remove it from trainer")
+    unknown = sorted(set(trainer) - set(inspect.signature(lightning.Trainer.__init__).parameters) - {"self"})
+    if unknown:
+        raise ValueError(f"trainer.{unknown[0]} is not an argument of lightning.Trainer")
 
 
 def load_config(path: str | Path, schema: type[T]) -> T:
@@ -60,7 +68,10 @@ def _build(cls: type, data: Any, path: Path, where: str) -> Any:
         raise InputError(path, f"unknown key {where}{unknown[0]} (known here: {', '.join(fields)})")
     hints = typing.get_type_hints(cls)
     values = {name: _coerce(hints[name], value, path, f"{where}{name}") for name, value in data.items()}
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as exc:  # a schema that checks its values on construction (e.g. SearchSettings)
+        raise InputError(path, f"{where.rstrip('.') or 'top level'}: {exc}") from None
 
 
 def _coerce(hint: Any, value: Any, path: Path, where: str) -> Any:

@@ -33,12 +33,16 @@ class OptimConfig:
     def validate(self) -> None:
         if self.name not in OPTIMIZERS:
             raise ValueError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {self.name!r}")
-        if self.lr <= 0 or not 0 < self.lr_decay <= 1 or self.lr_decay_epochs < 1:
+        if not self.lr > 0 or not 0 < self.lr_decay <= 1 or self.lr_decay_epochs < 1:
             raise ValueError("optim needs lr > 0, lr_decay in (0, 1] and lr_decay_epochs >= 1")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"optim.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"optim.ema_decay must be in (0, 1) or null, got {self.ema_decay}")
+        if self.gradient_clip is not None and not self.gradient_clip > 0:
+            raise ValueError(f"optim.gradient_clip must be positive or null, got {self.gradient_clip}")
+        if not (self.weight_decay >= 0 and self.momentum >= 0):
+            raise ValueError("optim.weight_decay and optim.momentum must be >= 0")
         if self.ema_start_epoch < 0:
             raise ValueError(f"optim.ema_start_epoch must be >= 0, got {self.ema_start_epoch}")
 

@@ -71,7 +71,7 @@ class BackboneTrainConfig:
     export: str = "runs/backbone/backbone.pt"  # self-describing file for `incdet eval-cls`
     export_state_dict: str | None = "runs/backbone/backbone_state_dict.pt"  # torchvision-style, for load_backbone_weights
     trainer: dict[str, Any] = field(default_factory=dict)  # passed to lightning.Trainer: devices, strategy, precision...
-    resume: str | None = None  # a Lightning checkpoint (out_dir/checkpoints/last.ckpt) to continue from
+    resume: bool | str | None = None  # true: out_dir/checkpoints/last.ckpt; or a Lightning checkpoint path
 
     def validate(self) -> None:
         self.optim.validate()

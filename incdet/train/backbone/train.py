@@ -6,20 +6,28 @@ One code path from one CPU to many GPUs: the config's ``trainer:`` mapping goes 
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from incdet.data.classification import ClassificationSet, load_classification
-from incdet.errors import InputError
 from incdet.nets.backbone_file import BackboneSpec, save_backbone, save_state_dict
+from incdet.train.averaging import ParameterAveraging
 from incdet.train.backbone.config import BackboneTrainConfig
 from incdet.train.backbone.data import BackboneDataModule
-from incdet.train.backbone.module import BackboneModule, ParameterAveraging
+from incdet.train.backbone.module import BackboneModule
+from incdet.train.run_dir import (
+    check_writable,
+    checkpoint_callback,
+    fit,
+    resume_checkpoint,
+)
+
+log = logging.getLogger(__name__)
 
 
 def load_splits(cfg: BackboneTrainConfig) -> tuple[ClassificationSet, ClassificationSet | None]:
@@ -28,7 +36,7 @@ def load_splits(cfg: BackboneTrainConfig) -> tuple[ClassificationSet, Classifica
     val = load_classification(data.format, data.root, data.val_split, classes=train.classes) if data.val_split else None
     for split in (train, val):
         for item in split.skipped.items if split else ():
-            print(f"skipped {item.message}", file=sys.stderr)
+            rank_zero_only(log.warning)("skipped %s", item.message)
     return train, val
 
 
@@ -41,7 +49,7 @@ def make_trainer(cfg: BackboneTrainConfig, callbacks: list[L.Callback] = ()) -> 
         averaging = ParameterAveraging(start_epoch=cfg.optim.ema_start_epoch, decay=decay)
     trainer = L.Trainer(
         max_epochs=cfg.max_epochs, default_root_dir=out_dir, logger=CSVLogger(out_dir, name="logs"),
-        callbacks=[ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True), *([averaging] if averaging else []), *callbacks],
+        callbacks=[checkpoint_callback(out_dir), *([averaging] if averaging else []), *callbacks],
         gradient_clip_val=cfg.optim.gradient_clip, **cfg.trainer,
     )
     return trainer, averaging
@@ -49,8 +57,9 @@ def make_trainer(cfg: BackboneTrainConfig, callbacks: list[L.Callback] = ()) -> 
 
 def train_backbone(cfg: BackboneTrainConfig, callbacks: list[L.Callback] = ()) -> Path:
     """Train, keep Lightning checkpoints and CSV logs in ``out_dir``, export the (averaged) weights."""
-    if cfg.resume and not Path(cfg.resume).is_file():
-        raise InputError(cfg.resume, "checkpoint to resume from does not exist")
+    resume = resume_checkpoint(cfg.out_dir, cfg.resume)
+    check_writable(cfg.export, "export")
+    check_writable(cfg.export_state_dict, "export_state_dict")
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     L.seed_everything(cfg.seed, workers=True)
@@ -62,9 +71,9 @@ def train_backbone(cfg: BackboneTrainConfig, callbacks: list[L.Callback] = ()) -
     module = BackboneModule(spec, cfg.optim, aux_logits=cfg.model.aux_logits, aux_weight=cfg.model.aux_weight,
                             dropout=cfg.model.dropout, pretrained=cfg.model.pretrained)
     if module.loaded is not None and module.loaded.kept_initial:
-        print(f"{cfg.model.pretrained}: loaded; newly initialised: {', '.join(module.loaded.kept_initial)}", file=sys.stderr)
+        rank_zero_only(log.info)("%s: loaded; newly initialised: %s", cfg.model.pretrained, ", ".join(module.loaded.kept_initial))
     trainer, _ = make_trainer(cfg, callbacks)
-    trainer.fit(module, datamodule=data, ckpt_path=cfg.resume)
+    fit(trainer, module, data, ckpt_path=resume)
     if trainer.is_global_zero:
         metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()}
         final = BackboneSpec(**{**spec.__dict__, "metadata": {"epochs": trainer.current_epoch, "averaging": cfg.averaging, "metrics": metrics}})

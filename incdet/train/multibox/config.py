@@ -15,8 +15,8 @@ class MultiBoxDataConfig:
     """Ground truth in any format ``load_dataset`` reads: a VOC annotation folder, an ILSVRC-DET
     devkit root (with its ``*_split``) or a COCO instances JSON; class labels are not used."""
 
-    train: str = "demo/train/annotations"
-    val: str | None = "demo/val/annotations"
+    train: str | None = None
+    val: str | None = None
     train_split: str | None = None
     val_split: str | None = None
     batch_size: int = 16
@@ -49,7 +49,8 @@ class MultiBoxTrainConfig:
     seed: int = 0
     out_dir: str = "runs/multibox"
     export: str = "runs/multibox/multibox.pt"
-    trainer: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=dict)  # passed to lightning.Trainer: devices, strategy, precision...
+    resume: bool | str | None = None  # true: out_dir/checkpoints/last.ckpt; or a Lightning checkpoint path
 
     def validate(self) -> None:
         self.optim.validate()
@@ -65,5 +66,9 @@ class MultiBoxTrainConfig:
             raise ValueError(f"model.width must be positive, got {self.model.width}")
         if not 0 <= self.model.dropout < 1:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.model.dropout}")
-        if self.alpha <= 0:
+        if not self.alpha > 0:
             raise ValueError(f"alpha must be positive, got {self.alpha}")
+        if self.data.num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {self.data.num_workers}")
+        if not self.data.train:
+            raise ValueError("data.train is required: the training ground truth (e.g. demo/train/annotations)")

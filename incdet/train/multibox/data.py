@@ -7,13 +7,14 @@ decoded, the same size the detector will later scale predictions back to.
 
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -22,6 +23,8 @@ from incdet.errors import InputError
 from incdet.io import read_image
 from incdet.multibox.network import resize_image
 from incdet.multibox.priors import mirror_boxes, normalise_boxes
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,7 +40,7 @@ class MultiBoxTable:
 
 def load_split(path: str | Path, split: str | None, input_size: int) -> MultiBoxTable:
     """Read ground truth in any format ``load_dataset`` knows (e.g. a VOC annotation folder) and its
-    images; bad annotations and unreadable images are skipped and reported on stderr."""
+    images; bad annotations and unreadable images are skipped and reported (logged)."""
     dataset = load_dataset(path, split=split)
     messages = [item.message for item in dataset.skipped.items]
     images, boxes = [], []
@@ -55,7 +58,7 @@ def load_split(path: str | Path, split: str | None, input_size: int) -> MultiBox
         images.append(resize_image(image, input_size))
         boxes.append(np.clip(normalise_boxes(ann.boxes, width, height), 0, 1))
     for message in messages:
-        print(f"skipped {message}", file=sys.stderr)
+        rank_zero_only(log.warning)("skipped %s", message)
     if not images:
         raise InputError(path, "no usable training images")
     return MultiBoxTable(torch.stack(images), boxes)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.loggers import CSVLogger
 
 from incdet.errors import InputError
@@ -18,6 +18,12 @@ from incdet.multibox.priors import cluster_priors, mirror_boxes
 from incdet.train.multibox.config import MultiBoxTrainConfig
 from incdet.train.multibox.data import MultiBoxDataModule, MultiBoxTable, load_split
 from incdet.train.multibox.module import MultiBoxModule
+from incdet.train.run_dir import (
+    check_writable,
+    checkpoint_callback,
+    fit,
+    resume_checkpoint,
+)
 
 
 def initial_network(cfg: MultiBoxTrainConfig, train: MultiBoxTable, source: Path) -> MultiBoxNet:
@@ -43,6 +49,8 @@ def initial_network(cfg: MultiBoxTrainConfig, train: MultiBoxTable, source: Path
 
 def train_multibox(cfg: MultiBoxTrainConfig) -> Path:
     """Train, keep Lightning checkpoints and CSV logs in ``out_dir``, export the MultiBox file."""
+    resume = resume_checkpoint(cfg.out_dir, cfg.resume)
+    check_writable(cfg.export, "export")
     L.seed_everything(cfg.seed, workers=True)
     train = load_split(cfg.data.train, cfg.data.train_split, cfg.model.input_size)
     val = load_split(cfg.data.val, cfg.data.val_split, cfg.model.input_size) if cfg.data.val else None
@@ -51,7 +59,7 @@ def train_multibox(cfg: MultiBoxTrainConfig) -> Path:
     module = MultiBoxModule(model, cfg.optim, cfg.alpha, cfg.val_top_n)
 
     out_dir = Path(cfg.out_dir)
-    callbacks: list[L.Callback] = [ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True)]
+    callbacks: list[L.Callback] = [checkpoint_callback(out_dir)]
     if cfg.optim.ema_decay is not None:
         callbacks.append(EMAWeightAveraging(decay=cfg.optim.ema_decay))
     trainer = L.Trainer(
@@ -59,12 +67,13 @@ def train_multibox(cfg: MultiBoxTrainConfig) -> Path:
         callbacks=callbacks, gradient_clip_val=cfg.optim.gradient_clip, deterministic=True, **cfg.trainer,
     )
     start = time.perf_counter()
-    trainer.fit(module, datamodule=data)
+    fit(trainer, module, data, ckpt_path=resume)
     seconds = time.perf_counter() - start
     metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()}
     metadata = {
-        "epochs": cfg.max_epochs, "train_images": len(train), "train_boxes": int(sum(len(b) for b in train.boxes)),
+        "epochs": trainer.current_epoch, "train_images": len(train), "train_boxes": int(sum(len(b) for b in train.boxes)),
         "train_seconds": round(seconds, 1), "metrics": metrics,
     }
-    save_multibox(cfg.export, replace(cfg.model.spec(), metadata=metadata), module.model)
+    if trainer.is_global_zero:
+        save_multibox(cfg.export, replace(cfg.model.spec(), metadata=metadata), module.model)
     return Path(cfg.export)

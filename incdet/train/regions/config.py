@@ -5,37 +5,62 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from incdet.nets.factory import ARCHS, min_input_size
+from incdet.proposals.settings import SearchSettings
 from incdet.regions.warp import default_context_pad
 from incdet.train.config import check_trainer_passthrough, require_positive
 from incdet.train.optim import OptimConfig
+from incdet.train.regions.pretrained import trunk_layers
 
 
 @dataclass
 class RegionDataConfig:
-    """Ground truth in any format ``load_dataset`` reads: a VOC annotation folder, an
-    ILSVRC-DET devkit root (with its ``*_split``) or a COCO instances JSON."""
+    """Ground truth in any format ``load_dataset`` reads: a VOC annotation folder, an ILSVRC-DET
+    devkit root (with its ``*_split``) or a COCO instances JSON.
 
-    train: str = "demo/train/annotations"
-    val: str | None = "demo/val/annotations"
+    Proposals come from a proposal store per split (``train_proposals`` / ``val_proposals``,
+    default ``<out_dir>/proposals/<train|val>.db``); images it lacks (or holds stale boxes for) are
+    searched with the ``proposals`` settings before training starts, on one process only. A store
+    made by ``incdet propose`` with the same settings can be given instead.
+
+    Each step sees ``images_per_batch`` images x up to ``regions_per_image`` regions (Fast R-CNN:
+    2 x 64), ``fg_fraction`` of them foreground when the image has enough (R-CNN: 32 of 128).
+    """
+
+    train: str | None = None
+    val: str | None = None
     train_split: str | None = None
     val_split: str | None = None
     classes: str | None = None
-    proposal_cache: str | None = None  # default: <out_dir>/proposals
-    superpixel_scale: float = 2.0
-    fg_iou: float = 0.5
+    proposals: SearchSettings = field(default_factory=SearchSettings)
+    train_proposals: str | None = None
+    val_proposals: str | None = None
+    proposal_workers: int | None = None  # selective-search processes; None: one per CPU
+    fg_iou: float = 0.5  # R-CNN fine-tuning: IoU >= 0.5 with a ground truth is that class
+    bbox_iou: float = 0.6  # R-CNN appendix C: regress regions with IoU >= 0.6 to their ground truth
     fg_fraction: float = 0.25
-    batch_size: int = 128
-    batches_per_epoch: int = 100
-    num_workers: int = 0
+    images_per_batch: int = 2
+    regions_per_image: int = 64
+    num_workers: int = 2  # DataLoader processes decoding images and sampling regions
 
 
 @dataclass
 class RegionModelConfig:
+    """``init``: start from a backbone file (``incdet train backbone``'s export) or a torchvision
+    ``googlenet`` / ``inception_v3`` state dict file, of the same arch, width and stem; the
+    classifier is replaced by one with C + 1 outputs. ``freeze_until``: keep that layer and every
+    layer before it fixed (weights and batch-norm statistics), e.g. ``conv3`` or ``inception3b``
+    (GoogLeNet), ``Conv2d_4a_3x3`` or ``Mixed_5d`` (Inception-v3)."""
+
     arch: str = "googlenet"
     width: float = 1.0
     low_res: bool = False
     input_size: int = 224
     context_pad: int | None = None
+    init: str | None = None
+    freeze_until: str | None = None
+    bbox_reg: bool = False  # Fast R-CNN's class-specific box regressor, trained jointly (smooth L1)
+    bbox_loss_weight: float = 1.0
 
     @property
     def resolved_context_pad(self) -> int:
@@ -51,15 +76,35 @@ class RegionTrainConfig:
     seed: int = 0
     out_dir: str = "runs/regions"
     export: str = "runs/regions/region_classifier.pt"
-    trainer: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=dict)  # passed to lightning.Trainer: devices, strategy, precision...
+    resume: bool | str | None = None  # true: out_dir/checkpoints/last.ckpt; or a Lightning checkpoint path
 
     def validate(self) -> None:
         self.optim.validate()
-        if not 0 < self.data.fg_fraction < 1:
-            raise ValueError(f"data.fg_fraction must be in (0, 1), got {self.data.fg_fraction}")
-        if not 0 < self.data.fg_iou <= 1:
-            raise ValueError(f"data.fg_iou must be in (0, 1], got {self.data.fg_iou}")
-        if self.model.input_size <= 2 * self.model.resolved_context_pad:
-            raise ValueError(f"model.context_pad {self.model.resolved_context_pad} leaves no room in a {self.model.input_size} px crop")
-        require_positive({"data.batch_size": self.data.batch_size, "data.batches_per_epoch": self.data.batches_per_epoch, "max_epochs": self.max_epochs})
+        data, model = self.data, self.model
+        if not 0 < data.fg_fraction < 1:
+            raise ValueError(f"data.fg_fraction must be in (0, 1), got {data.fg_fraction}")
+        for name in ("fg_iou", "bbox_iou"):
+            if not 0 < getattr(data, name) <= 1:
+                raise ValueError(f"data.{name} must be in (0, 1], got {getattr(data, name)}")
+        if data.bbox_iou < data.fg_iou:
+            raise ValueError(f"data.bbox_iou {data.bbox_iou} is below data.fg_iou {data.fg_iou}: only foreground regions are regressed")
+        if data.num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {data.num_workers}")
+        if model.arch not in ARCHS:
+            raise ValueError(f"model.arch must be one of {', '.join(ARCHS)}, got {model.arch!r}")
+        if model.width <= 0:
+            raise ValueError(f"model.width must be positive, got {model.width}")
+        if model.input_size < min_input_size(model.arch, model.low_res):
+            raise ValueError(f"model.input_size {model.input_size} is below the {min_input_size(model.arch, model.low_res)} px {model.arch} accepts")
+        if model.input_size <= 2 * model.resolved_context_pad or model.resolved_context_pad < 0:
+            raise ValueError(f"model.context_pad {model.resolved_context_pad} leaves no room in a {model.input_size} px crop")
+        if model.freeze_until is not None and model.freeze_until not in trunk_layers(model.arch):
+            raise ValueError(f"model.freeze_until: {model.arch} has no layer {model.freeze_until!r} (layers: {', '.join(trunk_layers(model.arch))})")
+        if not model.bbox_loss_weight >= 0:
+            raise ValueError(f"model.bbox_loss_weight must be >= 0, got {model.bbox_loss_weight}")
+        require_positive({"data.images_per_batch": data.images_per_batch, "data.regions_per_image": data.regions_per_image,
+                          "data.proposal_workers": data.proposal_workers or 1, "max_epochs": self.max_epochs})
         check_trainer_passthrough(self.trainer)
+        if not data.train:
+            raise ValueError("data.train is required: the training ground truth (e.g. demo/train/annotations)")

@@ -1,42 +1,152 @@
-"""The region classifier as a LightningModule: model, loss and optimizer in one place."""
+"""The region classifier as a LightningModule: warp on the device, loss, metrics and optimizer.
+
+Batches arrive as uint8 images plus regions (:class:`incdet.train.regions.dataset.RegionBatch`);
+normalisation and the context-padded ``roi_align`` warp run here, on the training device. The loss
+is cross-entropy over C classes + background (with the v3 paper's label smoothing) plus, with a box
+regressor, Fast R-CNN's smooth L1 on the regressed regions' deltas of their class.
+"""
 
 from __future__ import annotations
 
+import logging
+
 import lightning as L
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from incdet.classify.checkpoint import RegionClassifierSpec
-from incdet.train.optim import make_optimizer, make_step_decay
-from incdet.train.regions.config import OptimConfig
+from incdet.classify.model import RegionOutput
+from incdet.regions.labels import BACKGROUND
+from incdet.regions.warp import warp_regions
+from incdet.train.optim import OptimConfig, make_optimizer, make_step_decay
+from incdet.train.regions.dataset import RegionBatch
+from incdet.train.regions.pretrained import freeze_until
+from incdet.transforms import normalize
+
+log = logging.getLogger(__name__)
+
+
+def box_regression_loss(deltas: Tensor, labels: Tensor, targets: Tensor, regress: Tensor) -> Tensor:
+    """Fast R-CNN's box loss: smooth L1 (beta 1) on the 4 deltas of each regressed region's own
+    class, summed and divided by the number of regions in the batch. ``deltas`` (N, 4 * (C + 1))."""
+    rows = torch.nonzero(regress).flatten()
+    picked = deltas.view(len(deltas), -1, 4)[rows, labels[rows]]
+    return F.smooth_l1_loss(picked, targets[rows], beta=1.0, reduction="sum") / max(len(deltas), 1)
+
+
+def warp_batch(batch: RegionBatch, input_size: int, context_pad: int) -> Tensor:
+    """The batch's regions as normalised (N, 3, S, S) crops, in the order of ``batch.rois``.
+
+    Each image is warped at its own size, without the batch's padding, one ``roi_align`` call per
+    image: exactly the crops the detector warps from that image (samples up to a pixel outside an
+    image take its edge colour, further out the mean), so training and detection see the same input.
+    """
+    images = normalize(batch.images)
+    crops = images.new_empty(len(batch.rois), images.shape[1], input_size, input_size)
+    owner = batch.rois[:, 0].long()
+    for i, (height, width) in enumerate(batch.sizes.tolist()):
+        rows = torch.nonzero(owner == i).flatten()
+        rois = torch.cat([torch.zeros_like(batch.rois[rows, :1]), batch.rois[rows, 1:]], dim=1)
+        crops[rows] = warp_regions(images[i : i + 1, :, :height, :width], rois, input_size, context_pad)
+    return crops
+
+
+def mirror_regions(crops: Tensor, targets: Tensor, mirrored: Tensor) -> tuple[Tensor, Tensor]:
+    """Flip the ``mirrored`` (N,) crops left-right; their regression targets' horizontal offset
+    (column 0 of ``encode_deltas``) changes sign, the other three do not."""
+    crops = torch.where(mirrored[:, None, None, None], crops.flip(-1), crops)
+    dx = torch.where(mirrored, -targets[:, 0], targets[:, 0])
+    return crops, torch.cat([dx[:, None], targets[:, 1:]], dim=1)
 
 
 class RegionClassifierModule(L.LightningModule):
-    """Cross-entropy over C classes + background, with the v3 paper's label smoothing."""
+    """``spec``'s network trained on warped regions; ``freeze`` names the last layer kept fixed."""
 
-    def __init__(self, spec: RegionClassifierSpec, optim: OptimConfig) -> None:
+    def __init__(self, spec: RegionClassifierSpec, optim: OptimConfig, *, bbox_loss_weight: float = 1.0,
+                 freeze: str | None = None) -> None:
         super().__init__()
-        self.spec = spec
-        self.optim = optim
+        self.spec, self.optim, self.bbox_loss_weight = spec, optim, bbox_loss_weight
         self.model = spec.build()
+        self.frozen = freeze_until(self.model.net, spec.arch, freeze) if freeze else []
+        self.train()  # Lightning keeps each layer's mode as it finds it: the frozen ones start in eval
+        self.reported: set[str] = set()
+        self._val = torch.zeros(0)
 
-    def forward(self, crops: Tensor) -> Tensor:
-        return self.model(crops).logits
+    def forward(self, crops: Tensor) -> RegionOutput:
+        return self.model(crops)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        crops, labels = batch
-        logits = self(crops)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.optim.label_smoothing)
-        self.log("train_loss", loss, prog_bar=True)
-        self.log("train_acc", (logits.argmax(1) == labels).float().mean(), prog_bar=True)
+    def train(self, mode: bool = True) -> RegionClassifierModule:
+        super().train(mode)
+        for layer in self.frozen:  # fixed layers keep their batch-norm statistics too
+            layer.eval()
+        return self
+
+    def _report(self, batch: RegionBatch) -> None:
+        for message in batch.skipped:
+            if message not in self.reported:  # each bad image once, however many epochs
+                self.reported.add(message)
+                log.warning("skipped %s", message)
+
+    def _losses(self, batch: RegionBatch, flip: bool) -> tuple[RegionOutput, Tensor, Tensor | None]:
+        crops, targets = warp_batch(batch, self.spec.input_size, self.spec.context_pad), batch.targets
+        if flip:
+            crops, targets = mirror_regions(crops, targets, torch.rand(len(crops), device=crops.device) < 0.5)
+        out = self(crops)
+        smoothing = self.optim.label_smoothing if flip else 0.0
+        classification = F.cross_entropy(out.logits, batch.labels, label_smoothing=smoothing)
+        boxes = box_regression_loss(out.deltas, batch.labels, targets, batch.regress) if out.deltas is not None else None
+        return out, classification, boxes
+
+    def training_step(self, batch: RegionBatch, batch_idx: int) -> Tensor | None:
+        self._report(batch)
+        if not len(batch.labels):  # every image of the batch was unusable (reported above)
+            return None
+        out, classification, boxes = self._losses(batch, flip=True)
+        size = len(batch.labels)
+        loss = classification if boxes is None else classification + self.bbox_loss_weight * boxes
+        self.log("train_loss", loss, prog_bar=True, batch_size=size)
+        if boxes is not None:
+            self.log("train_cls_loss", classification, batch_size=size)
+            self.log("train_bbox_loss", boxes, batch_size=size)
+        self.log("train_acc", (out.logits.argmax(1) == batch.labels).float().mean(), prog_bar=True, batch_size=size)
         return loss
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        crops, labels = batch
-        logits = self(crops)
-        self.log("val_loss", F.cross_entropy(logits, labels), prog_bar=True)
-        self.log("val_acc", (logits.argmax(1) == labels).float().mean(), prog_bar=True)
+    def on_validation_epoch_start(self) -> None:
+        # Per class: regions and correct ones; then summed loss terms and their region count.
+        self._val = torch.zeros(2 * self.spec.num_outputs + 3, device=self.device)
+
+    def validation_step(self, batch: RegionBatch, batch_idx: int) -> None:
+        self._report(batch)
+        if not len(batch.labels):
+            return
+        out, classification, boxes = self._losses(batch, flip=False)
+        classes, size = self.spec.num_outputs, len(batch.labels)
+        right = out.logits.argmax(1) == batch.labels
+        counts = F.one_hot(batch.labels, classes)  # (bincount has no deterministic CUDA kernel)
+        self._val[:classes] += counts.sum(0)
+        self._val[classes : 2 * classes] += counts[right].sum(0)
+        self._val[-3:] += torch.stack([classification.detach() * size, (boxes.detach() * size if boxes is not None else classification.new_zeros(())),
+                                       classification.new_tensor(float(size))])
+
+    def on_validation_epoch_end(self) -> None:
+        # Sums over every rank, then ratios: accuracies over regions, not means of batch means (the
+        # ranks then log equal values; sync_dist only keeps Lightning from warning about it).
+        totals = self.trainer.strategy.reduce(self._val, reduce_op="sum") if self.trainer.world_size > 1 else self._val
+        classes = self.spec.num_outputs
+        seen, right, (loss, box_loss, size) = totals[:classes], totals[classes : 2 * classes], totals[-3:]
+        if size == 0:
+            return
+        present = seen > 0
+        foreground = torch.arange(classes, device=seen.device) != BACKGROUND
+        self.log("val_loss", loss / size, prog_bar=True, sync_dist=True)
+        self.log("val_acc", right.sum() / size, prog_bar=True, sync_dist=True)
+        self.log("val_fg_acc", right[foreground].sum() / seen[foreground].sum().clamp(min=1), sync_dist=True)
+        self.log("val_balanced_acc", (right[present] / seen[present]).mean(), sync_dist=True)
+        if self.model.bbox_pred is not None:
+            self.log("val_bbox_loss", box_loss / size, sync_dist=True)
 
     def configure_optimizers(self) -> dict:
-        optimizer = make_optimizer(self.parameters(), self.optim)
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        optimizer = make_optimizer(trainable, self.optim)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": make_step_decay(optimizer, self.optim), "interval": "epoch"}}

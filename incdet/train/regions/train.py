@@ -1,89 +1,74 @@
-"""``incdet train regions``: fit a region classifier on a dataset split, R-CNN style, with Lightning."""
+"""``incdet train regions``: fit a region classifier on a dataset split, R-CNN style, with Lightning.
+
+One code path from one CPU to many GPUs: the config's ``trainer:`` mapping goes straight to
+``lightning.Trainer`` (devices, strategy: ddp, precision, ...). Only rank 0 writes the export.
+"""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from typing import Sequence
 
 import lightning as L
-import numpy as np
-from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from tqdm import tqdm
 
 from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
 from incdet.data.classes import read_class_list
-from incdet.data.dataset import load_dataset
-from incdet.errors import InputError
-from incdet.io import read_image
-from incdet.proposals.batch import fill_store
-from incdet.proposals.settings import SearchSettings
-from incdet.proposals.store import ProposalStore
-from incdet.structures import SkipReport
+from incdet.train.averaging import ParameterAveraging
 from incdet.train.regions.config import RegionTrainConfig
-from incdet.train.regions.data import RegionDataModule, RegionTable, build_region_table
+from incdet.train.regions.data import RegionDataModule, load_split
 from incdet.train.regions.module import RegionClassifierModule
+from incdet.train.regions.pretrained import initialise_from
+from incdet.train.run_dir import (
+    check_writable,
+    checkpoint_callback,
+    fit,
+    resume_checkpoint,
+)
 
 
-def cached_proposals(cache: Path, image_paths: list[Path], settings: SearchSettings) -> tuple[dict[Path, np.ndarray], SkipReport]:
-    """Selective-search boxes, computed once (the slow stage) into the proposal store ``cache``."""
-    store = ProposalStore(cache, settings.to_dict())
-    items = [(p.name, p) for p in image_paths]
-    with tqdm(total=len(items), desc=f"proposals for {cache.name}", unit="img") as bar:
-        skipped = fill_store(store, items, settings, on_done=lambda _: bar.update())
-    return {p: store[p.name].boxes.numpy() for p in image_paths if p.name in store}, skipped
+def proposal_stores(cfg: RegionTrainConfig) -> dict[str, Path]:
+    """Each split's proposal store: the configured path, or ``out_dir/proposals/<split>.db``."""
+    default = Path(cfg.out_dir) / "proposals"
+    return {"train": Path(cfg.data.train_proposals or default / "train.db"), "val": Path(cfg.data.val_proposals or default / "val.db")}
 
 
-def load_region_table(path: str, split: str | None, classes: list[str] | None, cfg: RegionTrainConfig, cache: Path) -> tuple[RegionTable, list[str]]:
-    """Label the proposals of a dataset split; bad images and annotations are skipped and reported."""
-    dataset = load_dataset(path, split=split, classes=classes)
-    for item in dataset.skipped.items:
-        print(f"skipped {item.message}", file=sys.stderr)
-    paths = [dataset.image_path(ann) for ann in dataset.annotations]
-    proposals, skipped = cached_proposals(cache, paths, SearchSettings(superpixel_scale=cfg.data.superpixel_scale))
-    for message in skipped.messages():
-        print(f"skipped {message}", file=sys.stderr)
-    kept = [(ann, p) for ann, p in zip(dataset.annotations, paths) if p in proposals]
-    if not kept:
-        raise InputError(path, "no usable training images")
-    images = [read_image(p) for _, p in kept]
-    table = build_region_table(images, [a for a, _ in kept], [proposals[p] for _, p in kept], dataset.classes, cfg.data.fg_iou)
-    return table, dataset.classes
-
-
-def train_regions(cfg: RegionTrainConfig) -> Path:
+def train_regions(cfg: RegionTrainConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
     """Train, keep Lightning checkpoints and CSV logs in ``out_dir``, export the model file."""
+    resume = resume_checkpoint(cfg.out_dir, cfg.resume)
+    check_writable(cfg.export, "export")
     L.seed_everything(cfg.seed, workers=True)
     given = read_class_list(cfg.data.classes) if cfg.data.classes else None
-    cache = Path(cfg.data.proposal_cache or Path(cfg.out_dir) / "proposals")
-    scale = f"ss{cfg.data.superpixel_scale:g}"
-    train, classes = load_region_table(cfg.data.train, cfg.data.train_split, given, cfg, cache / f"train_{scale}.db")
-    val = None
-    if cfg.data.val:
-        val, _ = load_region_table(cfg.data.val, cfg.data.val_split, classes, cfg, cache / f"val_{scale}.db")
+    train = load_split(cfg.data.train, cfg.data.train_split, given)
+    val = load_split(cfg.data.val, cfg.data.val_split, train.classes) if cfg.data.val else None
     spec = RegionClassifierSpec(
-        arch=cfg.model.arch, classes=tuple(classes), input_size=cfg.model.input_size,
-        context_pad=cfg.model.resolved_context_pad, width=cfg.model.width, low_res=cfg.model.low_res,
+        arch=cfg.model.arch, classes=tuple(train.classes), input_size=cfg.model.input_size,
+        context_pad=cfg.model.resolved_context_pad, width=cfg.model.width, low_res=cfg.model.low_res, bbox_reg=cfg.model.bbox_reg,
     )
-    data = RegionDataModule(
-        train, val, input_size=spec.input_size, context_pad=spec.context_pad, batch_size=cfg.data.batch_size,
-        fg_fraction=cfg.data.fg_fraction, batches_per_epoch=cfg.data.batches_per_epoch,
-        num_workers=cfg.data.num_workers, seed=cfg.seed,
-    )
-    module = RegionClassifierModule(spec, cfg.optim)
+    module = RegionClassifierModule(spec, cfg.optim, bbox_loss_weight=cfg.model.bbox_loss_weight, freeze=cfg.model.freeze_until)
+    if cfg.model.init and resume is None:  # a resumed run has every weight in its checkpoint
+        initialise_from(module.model, cfg.model.init, spec.arch, spec.width, spec.low_res)
+    sampling = {"fg_iou": cfg.data.fg_iou, "bbox_iou": cfg.data.bbox_iou, "regions_per_image": cfg.data.regions_per_image,
+                "fg_fraction": cfg.data.fg_fraction}
+    data = RegionDataModule(train, val, proposal_stores(cfg), cfg.data.proposals, sampling=sampling,
+                            images_per_batch=cfg.data.images_per_batch, num_workers=cfg.data.num_workers,
+                            proposal_workers=cfg.data.proposal_workers, seed=cfg.seed)
+    del train, val  # the data module packs them; nothing else may keep the per-image records alive
+
     out_dir = Path(cfg.out_dir)
-    callbacks: list[L.Callback] = [ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True)]
+    averaging = []
     if cfg.optim.ema_decay is not None:
-        # The v3 paper evaluates a running average of the weights; Lightning's callback
-        # validates with the average and leaves it in the model when training ends.
-        start = cfg.optim.ema_start_epoch * cfg.data.batches_per_epoch
-        callbacks.append(EMAWeightAveraging(decay=cfg.optim.ema_decay, update_starting_at_step=start))
+        # The v3 paper evaluates a running average of the weights: validation, checkpoints and the
+        # export use it, from the first step of epoch ema_start_epoch on.
+        averaging = [ParameterAveraging(start_epoch=cfg.optim.ema_start_epoch, decay=cfg.optim.ema_decay)]
     trainer = L.Trainer(
         max_epochs=cfg.max_epochs, default_root_dir=out_dir, logger=CSVLogger(out_dir, name="logs"),
-        callbacks=callbacks, gradient_clip_val=cfg.optim.gradient_clip, deterministic=True, **cfg.trainer,
+        callbacks=[checkpoint_callback(out_dir), *averaging, *callbacks], gradient_clip_val=cfg.optim.gradient_clip,
+        deterministic=True, **cfg.trainer,
     )
-    trainer.fit(module, datamodule=data)
-    metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()}
-    final = RegionClassifierSpec(**{**spec.__dict__, "metadata": {"epochs": cfg.max_epochs, "metrics": metrics}})
-    save_region_classifier(cfg.export, final, module.model)
+    fit(trainer, module, data, ckpt_path=resume)
+    if trainer.is_global_zero:
+        metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()}
+        final = RegionClassifierSpec(**{**spec.__dict__, "metadata": {"epochs": trainer.current_epoch, "metrics": metrics}})
+        save_region_classifier(cfg.export, final, module.model)
     return Path(cfg.export)
