@@ -173,7 +173,11 @@ def child(args: argparse.Namespace) -> dict:
     trainer_args = {"limit_train_batches": args.steps, "enable_progress_bar": False, "enable_model_summary": False,
                     "logger": False, "enable_checkpointing": False}
     if args.child == "streaming":
-        from incdet.train.regions.config import RegionDataConfig, RegionModelConfig, RegionTrainConfig
+        from incdet.train.regions.config import (
+            RegionDataConfig,
+            RegionModelConfig,
+            RegionTrainConfig,
+        )
         from incdet.train.regions.train import train_regions
 
         cfg = RegionTrainConfig(
