@@ -107,6 +107,9 @@ def test_a_backbone_file_of_another_width_is_refused_before_training(data, tmp_p
 
 
 def test_freeze_until_names_a_layer_of_the_architecture(tmp_path) -> None:
-    path = write_config(tmp_path / "c.yaml", {"data": {"train": "x"}, "model": {"arch": "googlenet", "freeze_until": "Mixed_5b"}})
+    path = write_config(tmp_path / "c.yaml", {"data": {"train": "x"}, "model": {"init": "b.pt", "freeze_until": "Mixed_5b"}})
     with pytest.raises(InputError, match="model.freeze_until: googlenet has no layer 'Mixed_5b' \\(layers: conv1, conv2, conv3, inception3a"):
+        load_config(path, RegionTrainConfig)
+    path = write_config(tmp_path / "c.yaml", {"data": {"train": "x"}, "model": {"freeze_until": "conv3"}})
+    with pytest.raises(InputError, match="model.freeze_until needs model.init"):
         load_config(path, RegionTrainConfig)

@@ -23,8 +23,10 @@ class RegionDataConfig:
     searched with the ``proposals`` settings before training starts, on one process only. A store
     made by ``incdet propose`` with the same settings can be given instead.
 
-    Each step sees ``images_per_batch`` images x up to ``regions_per_image`` regions (Fast R-CNN:
-    2 x 64), ``fg_fraction`` of them foreground when the image has enough (R-CNN: 32 of 128).
+    Each step sees ``images_per_batch`` images x up to ``regions_per_image`` regions,
+    ``fg_fraction`` of them foreground when the image has enough (R-CNN: 32 of 128). Fast R-CNN
+    groups 2 x 64 because its regions share one convolution pass per image; warped regions share
+    nothing, and with batch norm many images of few regions each train better (docs/training.md).
     """
 
     train: str | None = None
@@ -39,8 +41,8 @@ class RegionDataConfig:
     fg_iou: float = 0.5  # R-CNN fine-tuning: IoU >= 0.5 with a ground truth is that class
     bbox_iou: float = 0.6  # R-CNN appendix C: regress regions with IoU >= 0.6 to their ground truth
     fg_fraction: float = 0.25
-    images_per_batch: int = 2
-    regions_per_image: int = 64
+    images_per_batch: int = 16  # per DDP rank
+    regions_per_image: int = 8
     num_workers: int = 2  # DataLoader processes decoding images and sampling regions
 
 
@@ -74,6 +76,7 @@ class RegionTrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     max_epochs: int = 10
     seed: int = 0
+    torch_threads: int | None = None  # intra-op threads per process; 1 is fastest on a busy CPU, None leaves torch's default
     out_dir: str = "runs/regions"
     export: str = "runs/regions/region_classifier.pt"
     trainer: dict[str, Any] = field(default_factory=dict)  # passed to lightning.Trainer: devices, strategy, precision...
@@ -99,12 +102,15 @@ class RegionTrainConfig:
             raise ValueError(f"model.input_size {model.input_size} is below the {min_input_size(model.arch, model.low_res)} px {model.arch} accepts")
         if model.input_size <= 2 * model.resolved_context_pad or model.resolved_context_pad < 0:
             raise ValueError(f"model.context_pad {model.resolved_context_pad} leaves no room in a {model.input_size} px crop")
+        if model.freeze_until is not None and not model.init:
+            raise ValueError("model.freeze_until needs model.init: frozen layers keep the weights they start with")
         if model.freeze_until is not None and model.freeze_until not in trunk_layers(model.arch):
             raise ValueError(f"model.freeze_until: {model.arch} has no layer {model.freeze_until!r} (layers: {', '.join(trunk_layers(model.arch))})")
         if not model.bbox_loss_weight >= 0:
             raise ValueError(f"model.bbox_loss_weight must be >= 0, got {model.bbox_loss_weight}")
         require_positive({"data.images_per_batch": data.images_per_batch, "data.regions_per_image": data.regions_per_image,
-                          "data.proposal_workers": data.proposal_workers or 1, "max_epochs": self.max_epochs})
+                          "data.proposal_workers": data.proposal_workers or 1, "max_epochs": self.max_epochs,
+                          "torch_threads": self.torch_threads or 1})
         check_trainer_passthrough(self.trainer)
         if not data.train:
             raise ValueError("data.train is required: the training ground truth (e.g. demo/train/annotations)")

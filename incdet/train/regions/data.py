@@ -44,6 +44,19 @@ def load_split(path: str | Path, split: str | None, classes: Sequence[str] | Non
     return dataset
 
 
+def _progress(store: Path, every: int = 500):
+    """A ``fill_store`` callback logging every ``every`` searched images (a search can take hours)."""
+    done = 0
+
+    def searched(_result: object) -> None:
+        nonlocal done
+        done += 1
+        if done % every == 0:
+            log.info("%s: %d images searched", store, done)
+
+    return searched
+
+
 class RegionDataModule(L.LightningDataModule):
     """Streamed region batches of a training split and a fixed validation sample of a val split.
 
@@ -67,7 +80,7 @@ class RegionDataModule(L.LightningDataModule):
         for name, data in self.splits.items():
             store = ProposalStore(self.stores[name], self.settings.to_dict())
             items = [(ann.filename, data.image_path(ann)) for ann in data.annotations]
-            skipped = fill_store(store, items, self.settings, workers=self.proposal_workers)
+            skipped = fill_store(store, items, self.settings, workers=self.proposal_workers, on_done=_progress(store.path))
             for message in skipped.messages():
                 log.warning("skipped %s", message)
             store.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 import lightning as L
+import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
@@ -37,6 +38,8 @@ def train_regions(cfg: RegionTrainConfig, callbacks: Sequence[L.Callback] = ()) 
     """Train, keep Lightning checkpoints and CSV logs in ``out_dir``, export the model file."""
     resume = resume_checkpoint(cfg.out_dir, cfg.resume)
     check_writable(cfg.export, "export")
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
     L.seed_everything(cfg.seed, workers=True)
     given = read_class_list(cfg.data.classes) if cfg.data.classes else None
     train = load_split(cfg.data.train, cfg.data.train_split, given)
