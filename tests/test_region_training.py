@@ -31,7 +31,7 @@ from incdet.regions.warp import warp_image_regions
 from incdet.structures import Proposals
 from incdet.train.config import load_config
 from incdet.train.regions.config import RegionTrainConfig
-from incdet.train.regions.module import mirror_regions
+from incdet.train.regions.crops import mirror_regions
 from incdet.train.regions.train import train_regions
 from incdet.transforms import image_to_tensor
 

@@ -19,12 +19,13 @@ from incdet.regions.labels import BACKGROUND, label_proposals
 from incdet.regions.sampling import sample_regions, validation_regions
 from incdet.regions.warp import warp_image_regions
 from incdet.structures import Proposals
+from incdet.train.regions.crops import warp_batch
 from incdet.train.regions.dataset import (
     PackedAnnotations,
     RegionDataset,
     collate_regions,
 )
-from incdet.train.regions.module import box_regression_loss, warp_batch
+from incdet.train.regions.module import box_regression_loss
 from incdet.transforms import image_to_tensor
 
 

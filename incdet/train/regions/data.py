@@ -24,6 +24,7 @@ from incdet.errors import InputError
 from incdet.proposals.batch import fill_store
 from incdet.proposals.settings import SearchSettings
 from incdet.proposals.store import ProposalStore
+from incdet.train.regions.crops import CropsInWorkers
 from incdet.train.regions.dataset import (
     PackedAnnotations,
     RegionDataset,
@@ -66,7 +67,7 @@ class RegionDataModule(L.LightningDataModule):
 
     def __init__(self, train: Dataset, val: Dataset | None, stores: dict[str, Path], settings: SearchSettings, *,
                  sampling: dict, images_per_batch: int, num_workers: int, proposal_workers: int | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, crop: tuple[int, int] = (224, 16)) -> None:
         super().__init__()
         # One process searches for all nodes: the stores live in out_dir, which every node must see.
         self.prepare_data_per_node = False
@@ -74,6 +75,7 @@ class RegionDataModule(L.LightningDataModule):
         self.stores, self.settings = stores, settings
         self.sampling, self.images_per_batch = sampling, images_per_batch
         self.num_workers, self.proposal_workers, self.seed = num_workers, proposal_workers, seed
+        self.crop = crop  # (input size, context pad): the warp, when the workers do it
         self.datasets: dict[str, RegionDataset] = {}
 
     def prepare_data(self) -> None:
@@ -104,13 +106,16 @@ class RegionDataModule(L.LightningDataModule):
         # The packed arrays replace the per-image records, which forked workers would otherwise copy.
         self.splits = {}
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.datasets[name], batch_size=self.images_per_batch, shuffle=shuffle, collate_fn=collate_regions,
+    def _loader(self, name: str, train: bool) -> DataLoader:
+        # On a GPU the module warps; on the CPU, workers warping the next batch keep the step going.
+        on_cpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cpu"
+        collate = CropsInWorkers(*self.crop, flip=train) if on_cpu and self.num_workers > 0 else collate_regions
+        return DataLoader(self.datasets[name], batch_size=self.images_per_batch, shuffle=train, collate_fn=collate,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader("val", shuffle=False) if "val" in self.datasets else []
+        return self._loader("val", train=False) if "val" in self.datasets else []

@@ -3,8 +3,8 @@
 Each item, computed in a DataLoader worker, decodes one image, reads its proposals from the
 proposal store, adds the ground-truth boxes to them (as R-CNN does), labels them and samples the
 regions a step sees. A batch carries the images as padded uint8 plus the regions; the warp and the
-normalisation run on the training device (:mod:`incdet.train.regions.module`), so a GPU is not
-bound by CPU warping, and nothing but one batch of images is ever held in memory.
+normalisation run on the training device (:mod:`incdet.train.regions.crops`), so a GPU is not
+bound by CPU warping, and nothing but a few batches of images is ever held in memory.
 
 The split's annotations are packed into a few flat numpy arrays rather than one Python object per
 image: DataLoader workers are forked, and touching millions of small objects (reference counts)
@@ -84,7 +84,9 @@ class RegionBatch(NamedTuple):
     """Several images' regions. ``images`` (R, 3, H, W) uint8 zero-padded right and bottom, ``sizes``
     (R, 2) the (height, width) of each before padding, ``rois`` (N, 5) rows of (image, x1, y1, x2,
     y2), ``labels``/``targets``/``regress`` per region, ``indices`` (R,) the images' dataset indices,
-    ``skipped`` the messages of the batch's images that could not be used."""
+    ``skipped`` the messages of the batch's images that could not be used; ``crops`` the warped
+    regions (and ``targets`` mirrored with them) once :func:`incdet.train.regions.crops.prepare_crops`
+    has run, else None."""
 
     images: Tensor
     sizes: Tensor
@@ -94,6 +96,7 @@ class RegionBatch(NamedTuple):
     regress: Tensor
     indices: Tensor
     skipped: tuple[str, ...]
+    crops: Tensor | None = None
 
 
 class RegionDataset(Dataset):

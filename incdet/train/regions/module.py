@@ -1,7 +1,8 @@
 """The region classifier as a LightningModule: warp on the device, loss, metrics and optimizer.
 
 Batches arrive as uint8 images plus regions (:class:`incdet.train.regions.dataset.RegionBatch`);
-normalisation and the context-padded ``roi_align`` warp run here, on the training device. The loss
+normalisation, the context-padded ``roi_align`` warp and mirroring (:mod:`incdet.train.regions.crops`)
+run here, on the training device, unless the DataLoader workers did them (training on the CPU). The loss
 is cross-entropy over C classes + background (with the v3 paper's label smoothing) plus, with a box
 regressor, Fast R-CNN's smooth L1 on the regressed regions' deltas of their class.
 """
@@ -18,11 +19,10 @@ from torch import Tensor
 from incdet.classify.checkpoint import RegionClassifierSpec
 from incdet.classify.model import RegionOutput
 from incdet.regions.labels import BACKGROUND
-from incdet.regions.warp import warp_regions
 from incdet.train.optim import OptimConfig, make_optimizer, make_step_decay
+from incdet.train.regions.crops import prepare_crops
 from incdet.train.regions.dataset import RegionBatch
 from incdet.train.regions.pretrained import freeze_until
-from incdet.transforms import normalize
 
 log = logging.getLogger(__name__)
 
@@ -33,31 +33,6 @@ def box_regression_loss(deltas: Tensor, labels: Tensor, targets: Tensor, regress
     rows = torch.nonzero(regress).flatten()
     picked = deltas.view(len(deltas), -1, 4)[rows, labels[rows]]
     return F.smooth_l1_loss(picked, targets[rows], beta=1.0, reduction="sum") / max(len(deltas), 1)
-
-
-def warp_batch(batch: RegionBatch, input_size: int, context_pad: int) -> Tensor:
-    """The batch's regions as normalised (N, 3, S, S) crops, in the order of ``batch.rois``.
-
-    Each image is warped at its own size, without the batch's padding, one ``roi_align`` call per
-    image: exactly the crops the detector warps from that image (samples up to a pixel outside an
-    image take its edge colour, further out the mean), so training and detection see the same input.
-    """
-    images = normalize(batch.images)
-    crops = images.new_empty(len(batch.rois), images.shape[1], input_size, input_size)
-    owner = batch.rois[:, 0].long()
-    for i, (height, width) in enumerate(batch.sizes.tolist()):
-        rows = torch.nonzero(owner == i).flatten()
-        rois = torch.cat([torch.zeros_like(batch.rois[rows, :1]), batch.rois[rows, 1:]], dim=1)
-        crops[rows] = warp_regions(images[i : i + 1, :, :height, :width], rois, input_size, context_pad)
-    return crops
-
-
-def mirror_regions(crops: Tensor, targets: Tensor, mirrored: Tensor) -> tuple[Tensor, Tensor]:
-    """Flip the ``mirrored`` (N,) crops left-right; their regression targets' horizontal offset
-    (column 0 of ``encode_deltas``) changes sign, the other three do not."""
-    crops = torch.where(mirrored[:, None, None, None], crops.flip(-1), crops)
-    dx = torch.where(mirrored, -targets[:, 0], targets[:, 0])
-    return crops, torch.cat([dx[:, None], targets[:, 1:]], dim=1)
 
 
 class RegionClassifierModule(L.LightningModule):
@@ -88,21 +63,20 @@ class RegionClassifierModule(L.LightningModule):
                 self.reported.add(message)
                 log.warning("skipped %s", message)
 
-    def _losses(self, batch: RegionBatch, flip: bool) -> tuple[RegionOutput, Tensor, Tensor | None]:
-        crops, targets = warp_batch(batch, self.spec.input_size, self.spec.context_pad), batch.targets
-        if flip:
-            crops, targets = mirror_regions(crops, targets, torch.rand(len(crops), device=crops.device) < 0.5)
-        out = self(crops)
-        smoothing = self.optim.label_smoothing if flip else 0.0
+    def _losses(self, batch: RegionBatch, train: bool) -> tuple[RegionOutput, Tensor, Tensor | None]:
+        if batch.crops is None:  # else the DataLoader workers prepared them (training on the CPU)
+            batch = prepare_crops(batch, self.spec.input_size, self.spec.context_pad, flip=train)
+        out = self(batch.crops)
+        smoothing = self.optim.label_smoothing if train else 0.0
         classification = F.cross_entropy(out.logits, batch.labels, label_smoothing=smoothing)
-        boxes = box_regression_loss(out.deltas, batch.labels, targets, batch.regress) if out.deltas is not None else None
+        boxes = box_regression_loss(out.deltas, batch.labels, batch.targets, batch.regress) if out.deltas is not None else None
         return out, classification, boxes
 
     def training_step(self, batch: RegionBatch, batch_idx: int) -> Tensor | None:
         self._report(batch)
         if not len(batch.labels):  # every image of the batch was unusable (reported above)
             return None
-        out, classification, boxes = self._losses(batch, flip=True)
+        out, classification, boxes = self._losses(batch, train=True)
         size = len(batch.labels)
         loss = classification if boxes is None else classification + self.bbox_loss_weight * boxes
         self.log("train_loss", loss, prog_bar=True, batch_size=size)
@@ -120,7 +94,7 @@ class RegionClassifierModule(L.LightningModule):
         self._report(batch)
         if not len(batch.labels):
             return
-        out, classification, boxes = self._losses(batch, flip=False)
+        out, classification, boxes = self._losses(batch, train=False)
         classes, size = self.spec.num_outputs, len(batch.labels)
         right = out.logits.argmax(1) == batch.labels
         counts = F.one_hot(batch.labels, classes)  # (bincount has no deterministic CUDA kernel)

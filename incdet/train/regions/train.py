@@ -55,7 +55,7 @@ def train_regions(cfg: RegionTrainConfig, callbacks: Sequence[L.Callback] = ()) 
                 "fg_fraction": cfg.data.fg_fraction}
     data = RegionDataModule(train, val, proposal_stores(cfg), cfg.data.proposals, sampling=sampling,
                             images_per_batch=cfg.data.images_per_batch, num_workers=cfg.data.num_workers,
-                            proposal_workers=cfg.data.proposal_workers, seed=cfg.seed)
+                            proposal_workers=cfg.data.proposal_workers, seed=cfg.seed, crop=(spec.input_size, spec.context_pad))
     del train, val  # the data module packs them; nothing else may keep the per-image records alive
 
     out_dir = Path(cfg.out_dir)
