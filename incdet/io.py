@@ -119,3 +119,19 @@ def collect_images(items: list[str | Path]) -> list[Path]:
             raise InputError(path, f"same file name as {seen[path.name]}; results are keyed by file name")
         seen[path.name] = path
     return list(dict.fromkeys(paths))
+
+
+def check_output_file(path: str | Path) -> Path:
+    """Fail in a second, not after hours of work, if ``path`` cannot be written as a file: a directory
+    in its place, a file where a parent folder must be, or a folder this user may not write to."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a directory; give a file name")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(path, f"cannot be created: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(path, f"cannot be written: no permission to write in {parent}")
+    return path
