@@ -1,4 +1,5 @@
-"""The OpenCV selective-search backend (the default) and images that could break either backend."""
+"""The OpenCV selective-search backend (the default), images that could break either backend, and the
+ranking of merged selective-search + MultiBox proposals."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from incdet.data.demo import generate_demo
 from incdet.data.voc import read_voc_dir
 from incdet.io import read_image
 from incdet.proposals import ss_opencv
+from incdet.proposals.merge import LEAD, MULTIBOX, SS, merge_proposals
 from incdet.proposals.quality import coverage
 from incdet.proposals.selective_search import BACKENDS, MAX_SEARCH_PIXELS, selective_search
 
@@ -139,3 +141,35 @@ def test_opencv_covers_the_demo_test_objects(demo_test) -> None:
     print(f"opencv selective search x2, first {len(images)} demo test images: coverage@0.5 {measured:.3f}, "
           f"{np.mean([len(p) for p in proposals]):.0f} boxes/image")
     assert measured >= DEMO_COVERAGE_FLOOR
+
+
+# --- merged ranking ---
+
+def _grid(count: int, x0: float, size: float = 30) -> np.ndarray:
+    """``count`` disjoint boxes in a row, so no two are near-copies."""
+    x = x0 + np.arange(count, dtype=np.float32) * (size + 10)
+    return np.stack([x, np.zeros_like(x), x + size, np.full_like(x, size)], axis=1)
+
+
+def test_merged_ranking_puts_the_best_of_both_lists_first() -> None:
+    ss, mb = _grid(60, 0), _grid(30, 5000)
+    merged = merge_proposals(ss, mb)
+    rows = lambda b: {tuple(r) for r in np.asarray(b).tolist()}  # noqa: E731
+    # MultiBox's best-scored LEAD boxes come first, in score order ...
+    np.testing.assert_array_equal(merged.boxes[:LEAD], mb[:LEAD])
+    assert set(merged.source[:LEAD]) == {MULTIBOX}
+    # ... then both lists spread evenly (60 SS boxes : 20 more MultiBox boxes = 3 : 1), each in its order.
+    first = merged.boxes[: LEAD + 40]
+    assert rows(ss[:30]) <= rows(first) and rows(mb[: LEAD + 10]) <= rows(first)
+    assert rows(merged.boxes) == rows(ss) | rows(mb) and merged.counts()[SS] == 60
+    for source, original in ((SS, ss), (MULTIBOX, mb)):
+        np.testing.assert_array_equal(merged.boxes[merged.source == source], original)
+
+
+def test_a_box_both_propose_takes_its_earlier_place() -> None:
+    ss, mb = _grid(40, 0), _grid(20, 5000)
+    mb[15] = ss[0] + 1  # MultiBox's 16th box repeats selective search's first (IoU 0.88)
+    merged = merge_proposals(ss, mb)
+    both = np.flatnonzero(merged.source == "both")
+    assert len(both) == 1 and np.array_equal(merged.boxes[both[0]], ss[0])
+    assert both[0] == LEAD + 1  # selective search's first place: after the lead and MultiBox's 11th box (a tie)
