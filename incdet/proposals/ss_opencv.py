@@ -8,8 +8,9 @@ texture + size + fill; equal weights, so the most similar pair is the one the pa
 
 Why we do not call ``SelectiveSearchSegmentation.process()``: it groups exactly like this, but it
 returns only the deduplicated boxes, ranked by ``rand() / RAND_MAX * level`` with C's ``rand()``
-(which ``cv2.setRNGSeed`` does not seed, so its order changes between runs) and ``level`` the
-height in the merge tree (initial segments first: the inverse of Uijlings' ranking). The merge
+(which ``cv2.setRNGSeed`` does not seed: the order changes from call to call and with anything else
+that calls ``rand()``) and ``level`` the height in the merge tree (initial segments first: the
+inverse of Uijlings' ranking). The merge
 order that Uijlings' ranking needs never leaves it. So this module runs OpenCV's own segmentation
 and similarity strategies and drives OpenCV's greedy merge loop (``hierarchicalGrouping`` in
 ``selectivesearchsegmentation.cpp``) itself: the boxes are ``process()``'s (the tests check it
