@@ -11,7 +11,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from incdet.classify.checkpoint import RegionClassifierSpec, load_region_classifier, save_region_classifier
+from incdet.classify.checkpoint import (
+    RegionClassifierSpec,
+    load_region_classifier,
+    save_region_classifier,
+)
 from incdet.cli import main
 from incdet.data.demo import generate_demo
 from incdet.io import read_image

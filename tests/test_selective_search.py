@@ -16,7 +16,11 @@ from incdet.io import read_image
 from incdet.proposals import ss_opencv
 from incdet.proposals.merge import LEAD, MULTIBOX, SS, merge_proposals
 from incdet.proposals.quality import coverage
-from incdet.proposals.selective_search import BACKENDS, MAX_SEARCH_PIXELS, selective_search
+from incdet.proposals.selective_search import (
+    BACKENDS,
+    MAX_SEARCH_PIXELS,
+    selective_search,
+)
 
 # Measured 0.880 (44 of the 50 objects; 449 boxes/image on all 40 test images) at superpixel_scale 2.
 DEMO_COVERAGE_FLOOR = 0.84

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torchvision.ops import clip_boxes_to_image, remove_small_boxes
 
-BACKENDS = ("opencv", "selectivesearch")
+from incdet.proposals.settings import BACKENDS
+
 _MODULES = {"opencv": "incdet.proposals.ss_opencv", "selectivesearch": "incdet.proposals.ss_python"}
 BASE_KS = (50, 100)  # R-CNN fast mode; GoogLeNet doubled the superpixel size (superpixel_scale=2)
 SIGMA = 0.8
@@ -62,7 +63,6 @@ def selective_search(
     min_size: int = 20,
     search_width: int = 500,
     seed: int = 0,
-    backend: str = "selectivesearch",
 ) -> np.ndarray:
     """Proposals for one HxWx3 RGB uint8 image as float32 (N, 4) continuous xyxy pixel boxes.
 
@@ -80,8 +80,6 @@ def selective_search(
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {image.shape} dtype {image.dtype}")
-    if backend != "selectivesearch":
-        raise ValueError(f"unknown selective-search backend {backend!r}")
     if superpixel_scale <= 0:
         raise ValueError(f"superpixel_scale must be positive, got {superpixel_scale}")
     if backend not in BACKENDS:
