@@ -118,6 +118,7 @@ PREDS = [(1, 26, 0.9, 12, 20, 109, 71), (1, 26, 0.8, 10, 20, 109, 69),  # TP, th
          (1, 124, 0.7, 199, 199, 206, 206),  # 5x5 person: IoU 25/64 = 0.39 >= its threshold 0.111
          (2, 58, 0.95, 0, 0, 199, 299),  # the blacklisted pair: ignored
          (2, 26, 0.6, 250, 40, 300, 139),  # IoU 0.51
+         (1, 26, 0.6, 300, 300, 350, 350),  # FP, same score as the TP above: ranked first (image 1 < 2)
          (3, 26, 0.85, 0, 0, 50, 50),  # image without objects: FP
          (4, 58, 0.5, 301, 101, 499, 331), (4, 58, 0.5, 290, 90, 480, 320),  # tie in score within an image
          (4, 124, 0.4, 0, 0, 10, 10), (1, 26, 0.5, 0.5, 0.25, 30.75, 40.5),  # tie across images; fractions
@@ -156,7 +157,7 @@ def test_submission_is_evaluated_as_eval_detection_m_does(tmp_path: Path, name: 
             assert mine == pytest.approx(theirs, abs=1e-12), c
         else:  # on purpose: incdet leaves classes without objects out; the devkit gives NaN or 0
             assert math.isnan(mine) and (math.isnan(theirs) if c == 1 else theirs == 0.0), c
-    assert result.detection_status.tolist() == [1, 0, 1, -1, 1, 0, 1, 0, 0, 0, 0]
+    assert result.detection_status.tolist() == [1, 0, 1, -1, 1, 0, 0, 1, 0, 0, 0, 0]
     # the COCO-results path gives the same, detection for detection
     ds = load_dataset(root)
     same = evaluate_detections(ds.annotations, coco_records(PREDS), ds.classes, ignored=ds.ignored,
