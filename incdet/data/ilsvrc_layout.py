@@ -70,7 +70,7 @@ class Layout:
                 else split_of(split)  # val1.txt (R-CNN's half of val) lists val images
             return self.root / "Data" / "DET" / folder, self.root / "Annotations" / "DET" / folder
         images, annotations = _FOLDERS_2014.get(split_of(split), ((), ()))
-        return self._first(images) or self.root / f"{split}_images", self._first(annotations)
+        return self._first(images) or self.root / split, self._first(annotations)
 
     def _first(self, names: tuple[str, ...]) -> Path | None:
         paths = [self.root / name for name in names]

@@ -11,7 +11,7 @@ verified).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -28,15 +28,6 @@ class ListEntry:
     name: str  # the entry as listed: image path without extension, relative to the split's folder
     number: int | None  # the image's index (val.txt's second column), None when the file has none
     where: str  # "file:line"
-
-
-@dataclass
-class ClassImages:
-    """One class's per-class training lists, entries as listed."""
-
-    positives: list[str] = field(default_factory=list)
-    partial: list[str] = field(default_factory=list)
-    negatives: list[str] = field(default_factory=list)
 
 
 def _lines(path: Path) -> list[str]:
@@ -74,21 +65,6 @@ def iter_labelled_list(path: Path, label: int | None, report: SkipReport) -> Ite
         elif fields:
             expected = "'<image> <label>' with label 1, 0 or -1" if label is None else f"'<image>' (label {label})"
             report.skip("line", f"{path}:{lineno}", f"expected {expected}, got {line.strip()!r}")
-
-
-def read_class_image_lists(files: list[tuple[Path, int, int | None]], report: SkipReport) -> dict[str, ClassImages]:
-    """The per-class lists ``(file, class index, label)`` of a split, by synset id."""
-    synsets = det_synsets()
-    lists: dict[str, ClassImages] = {}
-    for path, k, label in files:
-        if not 1 <= k <= len(synsets):
-            report.skip("annotation file", path, f"class index {k} is not one of the {len(synsets)} DET classes")
-            continue
-        images = lists.setdefault(synsets[k - 1].wnid, ClassImages())
-        by_label = {POSITIVE: images.positives, PARTIAL: images.partial, NEGATIVE: images.negatives}
-        for name, value, _ in iter_labelled_list(path, label, report):
-            by_label[value].append(name)
-    return lists
 
 
 def read_blacklist(path: Path, report: SkipReport) -> list[tuple[int, str, str]]:
