@@ -206,7 +206,9 @@ def test_propose_command_writes_file_and_reports_quality(image_folder, tmp_path,
     assert main(["propose", str(image_folder), "--out", str(out), "--workers", "1", "--gt", str(annotations)]) == 0
     captured = capsys.readouterr()
     assert "broken.jpg" in captured.err
-    assert "coverage@0.5: 1.000" in captured.out and str(out) in captured.out
+    assert str(out) in captured.out
+    row = next(line for line in captured.out.splitlines() if line.startswith("| props.db |"))
+    assert row.split("|")[3].strip() == "1.000"  # coverage@0.5 of the three rectangles in both images
     assert sorted(json.loads(out.read_text())) == ["a.png", "b.png"]
 
 
@@ -216,7 +218,11 @@ def test_propose_command_exits_1_when_nothing_is_processed(image_folder, tmp_pat
     assert not out.exists()
 
 
-def test_propose_command_refuses_two_images_with_one_name(image_folder, tmp_path) -> None:
+def test_propose_command_keys_images_by_relative_path_and_refuses_clashing_keys(image_folder, tmp_path) -> None:
     other = tmp_path / "other"
     write_image(other / "a.png", rectangles_on_noise(2))
     assert main(["propose", str(image_folder), str(other), "--out", str(tmp_path / "p.npz")]) == 2
+    write_image(image_folder / "sub" / "a.png", rectangles_on_noise(2))  # same name, another sub-folder: fine
+    out = tmp_path / "p.json"
+    assert main(["propose", str(image_folder), "--out", str(out), "--workers", "0"]) == 0
+    assert sorted(json.loads(out.read_text())) == ["a.png", "b.png", "sub/a.png"]
