@@ -100,6 +100,8 @@ def run_groups(groups: Sequence[Sequence[ImageRecord]], loader: Loader, spec: St
 
     from incdet.engine import process
 
+    if args.engine == "ray":
+        _quiet_ray()
     stats = RunStats()
     start = time.perf_counter()
     results_of = process(groups, loader, spec, engine=args.engine, workers=args.workers, ray_address=args.ray_address, step=step)
@@ -123,6 +125,18 @@ def run_groups(groups: Sequence[Sequence[ImageRecord]], loader: Loader, spec: St
             results_of.close()  # stops the worker processes now, not at garbage collection
     stats.wall = time.perf_counter() - start
     return stats
+
+
+def _quiet_ray() -> None:
+    """Ray's info lines and advice would bury the job's own (its logs stay in /tmp/ray/session_*/logs)."""
+    import logging
+
+    try:
+        import ray.data  # noqa: F401 - it sets up its loggers on import; quieten them after that
+    except ImportError:
+        return  # the engine says how to install it
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def interrupted(saved: int, total: int, where: Path) -> int:

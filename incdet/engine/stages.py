@@ -37,14 +37,28 @@ Stored = Union[ProposalStore, Mapping[str, np.ndarray]]
 
 @dataclass
 class Loaded:
-    """An image decoded by a worker, with its proposals; ``error`` (one line) when it cannot be used."""
+    """An image decoded by a worker, with its proposals; ``error`` (one line) when it cannot be used.
+
+    The proposals travel as numpy arrays: pickled tensors would go through torch's shared-memory file
+    descriptors, whose sharing thread in the worker prints a traceback when Ctrl-C cuts a transfer.
+    """
 
     image: ImageRecord
     pixels: np.ndarray | None = None
-    proposals: Proposals | None = None
+    boxes: np.ndarray | None = None
+    source: np.ndarray | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def proposals(self) -> Proposals | None:
+        return None if self.boxes is None else Proposals(torch.from_numpy(self.boxes), torch.from_numpy(self.source))
+
+    @proposals.setter
+    def proposals(self, proposals: Proposals | None) -> None:
+        self.boxes = None if proposals is None else proposals.boxes.numpy()
+        self.source = None if proposals is None else proposals.source.numpy()
 
 
 @dataclass(frozen=True)
