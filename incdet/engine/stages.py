@@ -78,7 +78,7 @@ class Loader:
         except InputError as exc:
             return _failed(loaded, str(exc))
         except Exception as exc:  # noqa: BLE001 - PermissionError, cv2.error, MemoryError: skip this image, keep the batch
-            return _failed(loaded, str(InputError(record.path, f"cannot be read ({type(exc).__name__}: {exc})")))
+            return _failed(loaded, str(InputError(record.path, f"cannot be read ({_name(exc)}: {exc})")))
         loaded.seconds["decode"] = time.perf_counter() - start
         start = time.perf_counter()
         try:
@@ -90,7 +90,7 @@ class Loader:
         except InputError as exc:
             return _failed(loaded, str(exc))
         except Exception as exc:  # noqa: BLE001 - one image that breaks the search must not end a batch of thousands
-            return _failed(loaded, str(InputError(record.path, f"selective search failed ({type(exc).__name__}: {exc})")))
+            return _failed(loaded, str(InputError(record.path, f"selective search failed ({_name(exc)}: {exc})")))
         return loaded
 
     def _stored(self, loaded: Loaded) -> Proposals:
@@ -117,6 +117,12 @@ class Loader:
             loaded.warnings.append(str(InputError(record.path, f"{int((~usable).sum())} stored proposals lie outside the "
                                                                f"{width}x{height} image or are not finite; dropped")))
         return Proposals(clipped[usable], proposals.source[usable])
+
+
+def _name(exc: Exception) -> str:
+    """``PermissionError``, ``cv2.error``: an exception's name as its user would look it up."""
+    module = type(exc).__module__
+    return type(exc).__name__ if module == "builtins" else f"{module.split('.')[0]}.{type(exc).__name__}"
 
 
 def _failed(loaded: Loaded, error: str) -> Loaded:
