@@ -191,7 +191,7 @@ def test_unwritable_outputs_are_refused_before_any_work(tmp_path, model, images,
 @pytest.mark.parametrize("option", [
     ["--device", "foo"], ["--device", "cuda:99" if torch.cuda.is_available() else "cuda"], ["--superpixel-scale", "-1"],
     ["--nms-iou", "7"], ["--max-detections", "-1"], ["--score-threshold", "2"], ["--shard", "3/2"], ["--batch-images", "0"],
-    ["--workers", "-1"], ["--multibox-top-n", "0"], ["--draw-threshold", "1.5"], ["--search-width", "-5"],
+    ["--workers", "-1"], ["--multibox-top-n", "0"], ["--draw-threshold", "1.5"], ["--search-width", "-5"], ["--ss-backend", "nope"],
 ])
 def test_bad_options_are_refused_up_front_with_one_line(tmp_path, model, images, capsys, option):
     assert main(["detect", str(images), "--model", str(model), "--out", str(tmp_path / "d.json"), *option]) == 2

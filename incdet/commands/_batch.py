@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from incdet.errors import InputError
-from incdet.proposals.settings import BACKENDS, DEFAULT_BACKEND
 
 if TYPE_CHECKING:
     from incdet.engine.stages import Loader, Step, StepSpec
@@ -28,7 +27,8 @@ FOLDERS = "Folders are searched recursively (hidden files and folders skipped); 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--superpixel-scale", type=float, default=2.0,
                         help="selective search: multiplies R-CNN's Felzenszwalb k {50,100}; 2 = GoogLeNet's doubled superpixels (default: %(default)s)")
-    parser.add_argument("--ss-backend", choices=BACKENDS, default=DEFAULT_BACKEND, help="selective-search implementation (default: %(default)s)")
+    # Names checked when the job starts: importing them here would load OpenCV for every `--help`.
+    parser.add_argument("--ss-backend", metavar="NAME", help="selective-search implementation (default: incdet's default backend)")
     parser.add_argument("--search-width", type=int, default=500, help="images are searched resized to this width (R-CNN: 500; 0 = full size; default: %(default)s)")
 
 
@@ -48,10 +48,12 @@ def search_settings(args: argparse.Namespace) -> SearchSettings:
 
     if args.search_width < 0:
         raise InputError(None, f"--search-width must be >= 0 (0 = full size), got {args.search_width}")
+    backend = {"backend": args.ss_backend} if args.ss_backend else {}
     try:
-        return SearchSettings(backend=args.ss_backend, superpixel_scale=args.superpixel_scale, search_width=args.search_width)
+        return SearchSettings(**backend, superpixel_scale=args.superpixel_scale, search_width=args.search_width)
     except ValueError as exc:
-        raise InputError(None, f"--superpixel-scale: {exc}") from None
+        flag = "--ss-backend" if "backend" in str(exc) else "--superpixel-scale"
+        raise InputError(None, f"{flag}: {exc}") from None
 
 
 def check_engine_arguments(args: argparse.Namespace) -> None:

@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = check_output_path(args.out)
     if args.merge is not None:
+        if args.images:
+            raise InputError(None, "--merge joins finished shards' work folders; give it no IMAGES")
         return _merge(args.merge, out)
     if not args.images:
         raise InputError(None, "give the IMAGES to detect in (files or folders), or --merge")

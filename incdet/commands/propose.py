@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in OUT_SUFFIXES:
         raise InputError(out, f"--out must end in {', '.join(OUT_SUFFIXES)}")
     if args.merge is not None:
+        if args.images:
+            raise InputError(None, "--merge joins finished shards' stores; give it no IMAGES")
         return _merge(args.merge, out)
     if not args.images:
         raise InputError(None, "give the IMAGES to propose boxes for (files or folders), or --merge")

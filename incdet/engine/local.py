@@ -15,6 +15,7 @@ import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from incdet.engine.stages import Loaded, Loader, Step, init_worker
@@ -56,8 +57,17 @@ def load_images(records: Sequence[ImageRecord], loader: Loader, workers: int | N
 
 def run_local(groups: Sequence[Sequence[ImageRecord]], loader: Loader, step: Step, workers: int | None = None) -> Iterator[list[ImageResult]]:
     """Each group's results, as it finishes (groups in order)."""
+    records = [record for group in groups for record in group]
+    workers = min(os.cpu_count() or 1, len(records)) if workers is None else workers
     # Two groups in flight: the workers search the next group while this process classifies one.
     ahead = 2 * max((len(g) for g in groups), default=1)
-    loaded = load_images([record for group in groups for record in group], loader, workers, ahead)
-    for group in groups:
-        yield step([next(loaded) for _ in group])
+    loaded = load_images(records, loader, workers, ahead)
+    # The workers keep `workers` cores busy; torch here gets the rest (at least one thread). More
+    # threads than cores makes OpenMP's threads wait on each other at every layer.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - workers)))
+    try:
+        for group in groups:
+            yield step([next(loaded) for _ in group])
+    finally:
+        torch.set_num_threads(threads)

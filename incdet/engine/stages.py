@@ -170,7 +170,8 @@ class DetectStep:
         seconds: dict[str, float] = {}
         start = time.perf_counter()
         proposals = self.pipeline.propose(images, [item.proposals for item in ok])
-        start = _timed(seconds, "multibox", len(ok), start)
+        if self.pipeline.proposer.multibox is not None:
+            start = _timed(seconds, "multibox", len(ok), start)
         scores = self.pipeline.classify(images, proposals)
         start = _timed(seconds, "warp+classify", len(ok), start)
         detections = [self.pipeline.select(p, s) for p, s in zip(proposals, scores)]
