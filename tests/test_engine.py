@@ -23,7 +23,8 @@ import torch
 
 from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
 from incdet.cli import main
-from incdet.io import write_image
+from incdet.engine.work import assemble
+from incdet.io import write_image, write_json
 from incdet.proposals.files import load_proposals
 
 REPO = Path(__file__).resolve().parent.parent  # this checkout, whatever the subprocess's working folder
@@ -176,3 +177,14 @@ def test_the_ray_engine_gives_the_local_engines_detections(job, reference, tmp_p
     finally:
         ray.shutdown()
     assert out.read_bytes() == reference
+
+
+def test_assembly_writes_exactly_what_write_json_writes(tmp_path) -> None:
+    lines = [{"records": [{"image_id": 0, "file_name": "a/ü.png", "bbox": [1.5, 2.0, 3.25, 4.0], "score": 0.12345}]},
+             {"skipped": "b.png: not a readable image"}, {"records": []},
+             {"records": [{"image_id": 2, "bbox": [0.0, 0.0, 1.0, 1.0], "score": 1e-05}, {"image_id": 2, "bbox": [], "score": 0.5}]}]
+    assemble(lines, tmp_path / "streamed.json")
+    write_json(tmp_path / "whole.json", [r for line in lines for r in line.get("records", [])])
+    assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "whole.json").read_bytes()
+    summary = assemble([{"skipped": "x"}], tmp_path / "empty.json")
+    assert (tmp_path / "empty.json").read_text() == "[]\n" and summary.skipped == ["x"] and summary.images == 0
