@@ -151,6 +151,31 @@ def test_resuming_with_other_settings_is_refused(job, tmp_path, capsys) -> None:
     assert "\n" not in err and "other settings: thresholds.nms_iou 0.3 (now 0.5)" in err and "dets.json.shard-1-of-3.parts" in err
     rerun = main(detect_args(job, out, "--shard", "1/3"))  # the same settings: nothing left to do
     assert rerun == 0 and "resuming: 4 of 4 images are done" in capsys.readouterr().out
+    changed = job["images"] / "a" / "0000.png"  # image 0: in the first group, which shard 1 of 3 holds
+    original = changed.read_bytes()
+    try:
+        write_image(changed, photo("coins"))
+        assert main(detect_args(job, out, "--shard", "1/3")) == 0
+        assert "resuming: 2 of 4 images are done" in capsys.readouterr().out  # the changed image's group is redone
+    finally:
+        changed.write_bytes(original)
+
+
+def test_a_line_cut_short_by_a_kill_leaves_its_group_to_do(tmp_path) -> None:
+    from incdet.engine.plan import Shard
+    from incdet.engine.work import WorkFolder
+    from incdet.io import collect_images
+
+    for name in ("a.png", "b.png"):
+        write_image(tmp_path / "images" / name, photo("coffee", (40, 30)))
+    a, b = collect_images([tmp_path / "images"])
+    folder = WorkFolder.open(tmp_path / "work", {"x": 1}, [a, b], Shard())
+    stamp = [a.path.stat().st_size, a.path.stat().st_mtime_ns]
+    whole = json.dumps({"image_id": 0, "key": "a.png", "stamp": stamp, "records": []})
+    cut = json.dumps({"image_id": 1, "key": "b.png", "stamp": [b.path.stat().st_size, b.path.stat().st_mtime_ns], "records": []})
+    (tmp_path / "work" / "part-00000.jsonl").write_text(whole + "\n" + cut[:-3])
+    folder = WorkFolder.open(tmp_path / "work", {"x": 1}, [a, b], Shard())
+    assert folder.done([a]) and not folder.done([b]) and folder.count == 1
 
 
 def test_propose_shards_resume_and_merge_into_one_store(job, tmp_path, capsys) -> None:

@@ -3,23 +3,29 @@ default detect path reproduces the README's headline mAP, and the ensemble batch
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import io
 import json
 import re
 import sys
 from pathlib import Path
 
-import numpy as np
+import cv2
 import pytest
+import skimage.data
 import torch
 
 from incdet import Pipeline, Thresholds
-from incdet.classify.checkpoint import RegionClassifierSpec
+from incdet.classify.checkpoint import load_region_classifier
 from incdet.classify.ensemble import Ensemble
 from incdet.cli import main
 from incdet.data.demo import generate_demo
 from incdet.io import collect_images, read_image
 from incdet.postprocess.coco_results import to_coco_records
+from incdet.regions.warp import default_context_pad
+from incdet.transforms import image_to_tensor
+from incdet.weights import DEMO_REGION_MODELS
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "detection.md"
 # The README's headline: `incdet data demo --out demo && incdet detect demo/test/images --out out/detections.json
@@ -76,18 +82,22 @@ def test_the_api_gives_the_detections_of_incdet_detect(demo_run) -> None:
 
 
 def test_the_ensemble_scores_a_batch_of_images_as_it_scores_each_alone() -> None:
-    torch.manual_seed(0)
-    specs = [RegionClassifierSpec("googlenet", ("a", "b"), 32, 2, 0.125), RegionClassifierSpec("googlenet", ("a", "b"), 40, 4, 0.125)]
-    ensemble = Ensemble(specs, [spec.build().eval() for spec in specs], batch_size=5)
-    images = [torch.randn(3, 48, 64), torch.randn(3, 30, 50), torch.randn(3, 40, 40)]
+    # The shipped model (an untrained one answers about the same for every crop) as three members of
+    # different crop sizes, on three photos; batches of 5 crops span the images.
+    spec, model = load_region_classifier(DEMO_REGION_MODELS[0])
+    others = [dataclasses.replace(spec, input_size=n, context_pad=default_context_pad(n)) for n in (80, 48)]
+    ensemble = Ensemble([spec, *others], [model, copy.deepcopy(model), copy.deepcopy(model)], batch_size=5)
+    images = [image_to_tensor(cv2.resize(getattr(skimage.data, name)(), size)) for name, size in
+              (("chelsea", (64, 48)), ("coffee", (50, 30)), ("astronaut", (40, 40)))]
     boxes = [torch.tensor([[0.0, 0, 30, 30], [10, 5, 60, 40], [0, 0, 64, 48]]), torch.zeros(0, 4),
-             torch.tensor([[5.0, 5, 20, 35]] * 4)]
+             torch.tensor([[5.0, 5, 20, 35], [0, 0, 40, 40], [20, 0, 40, 20], [5.0, 5, 20, 35]])]
     together = ensemble(images, boxes)
     alone = [ensemble([image], [b])[0] for image, b in zip(images, boxes)]
     assert [len(s.probs) for s in together] == [3, 0, 4]
     for a, b in zip(together, alone):
-        assert torch.allclose(a.probs, b.probs, atol=1e-6)
-    assert np.allclose(together[2].probs[0], together[2].probs[3], atol=1e-6)  # same box, same image, other batch
+        assert torch.allclose(a.probs, b.probs, atol=1e-6) and torch.allclose(a.probs.sum(1), torch.ones(len(a.probs)))
+    assert torch.allclose(together[2].probs[0], together[2].probs[3], atol=1e-6)  # same box, same image, other batch
+    assert (together[0].probs - together[2].probs[:3]).abs().max() > 0.01  # the photos do score differently
 
 
 @pytest.mark.parametrize("bad", [{"score_threshold": 2}, {"nms_iou": 7}, {"max_detections": -1}])

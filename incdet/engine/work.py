@@ -144,12 +144,11 @@ class WorkFolder:
         offset = 0
         with open(part, "rb") as f:
             for raw in f:
-                if raw.endswith(b"\n"):  # else: cut short by a kill; the group is redone
-                    try:
-                        line = json.loads(raw)
-                        self._index[int(line["image_id"])] = _Line(number, offset, len(raw), line.get("stamp"))
-                    except (ValueError, KeyError, TypeError):
-                        pass
+                try:
+                    line = json.loads(raw)
+                    self._index[int(line["image_id"])] = _Line(number, offset, len(raw), line.get("stamp"))
+                except (ValueError, KeyError, TypeError):
+                    pass  # a line cut short by a kill: its group is redone
                 offset += len(raw)
 
     def done(self, group: Iterable[ImageRecord]) -> bool:
