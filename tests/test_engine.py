@@ -213,3 +213,11 @@ def test_assembly_writes_exactly_what_write_json_writes(tmp_path) -> None:
     assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "whole.json").read_bytes()
     summary = assemble([{"skipped": "x"}], tmp_path / "empty.json")
     assert (tmp_path / "empty.json").read_text() == "[]\n" and summary.skipped == ["x"] and summary.images == 0
+
+
+def test_the_local_engine_never_imports_ray(job, tmp_path) -> None:
+    script = ("import sys; from incdet.cli import main; "
+              f"code = main({detect_args(job, tmp_path / 'dets.json')!r}); print(code, 'ray' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.stdout.split()[-2:] == ["0", "False"], done.stderr
