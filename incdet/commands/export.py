@@ -23,11 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from incdet.classify.checkpoint import load_region_classifier
     from incdet.classify.export import export_onnx
-    from incdet.io import check_output_file
+    from incdet.io import check_output_path
 
     if args.out.suffix.lower() != ".onnx":
         raise InputError(args.out, "the output must end in .onnx")
-    check_output_file(args.out)
+    check_output_path(args.out)
     spec, model = load_region_classifier(args.model)
     export_onnx(spec, model, args.out)
     outputs = "probs and deltas" if spec.bbox_reg else "probs"
