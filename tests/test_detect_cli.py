@@ -136,8 +136,8 @@ def test_every_bad_image_is_reported_and_skipped_and_the_good_ones_detected(tmp_
     captured = capsys.readouterr()
     assert rc == 0 and "Traceback" not in captured.err
     reasons = {
-        "broken.jpg": "not a readable image", "zero.png": "not a readable image", "tiny.png": "smaller than the 20 px minimum",
-        "huge.png": "cannot be read (cv2.error: ", "locked.jpg": "cannot be read (PermissionError: ",
+        "broken.jpg": "not a readable image", "zero.png": "empty file", "tiny.png": "smaller than the 20 px minimum",
+        "huge.png": "larger than the 2^30 pixels OpenCV decodes", "locked.jpg": "cannot read the file (",
         "search_fails.png": "selective search failed (MemoryError: cannot allocate the segmentation)",
     }
     skipped = [line.strip() for line in captured.err.splitlines() if line.startswith("skipped ")]
@@ -163,7 +163,7 @@ def test_stored_proposals_are_clipped_checked_and_missing_ones_named(tmp_path, m
     assert f"{bad_images / 'gray.png'}: no proposals for this image (key 'gray.png') in {proposals}" in captured.err
     assert f"{bad_images / 'cat.jpg'}: 2 stored proposals reach far outside the 96x64 image; clipped to it" in captured.err
     assert f"{bad_images / 'cat.jpg'}: 1 stored proposals lie outside the 96x64 image or are not finite; dropped" in captured.err
-    assert "huge.png: cannot be read" in captured.err and "locked.jpg: cannot be read" in captured.err
+    assert "huge.png: image is larger than" in captured.err and "locked.jpg: cannot read the file" in captured.err
     boxes = {tuple(r["bbox"]) for r in json.loads(out.read_text())}
     assert boxes and boxes <= {(0.0, 0.0, 96.0, 64.0), (10.0, 10.0, 40.0, 30.0)}  # the huge box, clipped to the image
 
