@@ -19,9 +19,10 @@ from incdet.multibox.network import MultiBoxNet
 from incdet.multibox.propose import MultiBoxSettings
 from incdet.pipeline import DEFAULT_MULTIBOX, Proposer, default_multibox
 from incdet.proposals.files import load_proposals, save_proposals
-from incdet.proposals.merge import BOTH, MULTIBOX, SS, merge_proposals
+from incdet.proposals.merge import merge_proposals
 from incdet.proposals.report import format_report, proposal_stats, report_counts
-from incdet.structures import Proposals
+from incdet.structures import BOTH, MULTIBOX, Proposals
+from incdet.structures import SELECTIVE_SEARCH as SS
 from incdet.weights import DEMO_MULTIBOX, DEMO_REGION_MODELS
 
 SS_BOXES = np.array([[0, 0, 50, 50], [100, 100, 150, 150], [10, 60, 40, 90]], np.float32)
@@ -39,10 +40,10 @@ def test_merge_keeps_every_selective_search_box_and_says_who_proposed_each() -> 
     )
     merged = merge_proposals(SS_BOXES, multibox, dedup_iou=0.7)
     np.testing.assert_array_equal(merged.boxes, [SS_BOXES[1], multibox[1], multibox[3], SS_BOXES[0], SS_BOXES[2]])
-    assert merged.source.tolist() == [BOTH, MULTIBOX, MULTIBOX, SS, SS]
+    assert merged.source_names() == [BOTH, MULTIBOX, MULTIBOX, SS, SS]
     assert merged.counts() == {SS: 2, MULTIBOX: 2, BOTH: 1, "total": 5}
     # A superset of selective search: nothing it proposed is lost.
-    assert {tuple(b) for b in SS_BOXES} <= {tuple(b) for b in merged.boxes}
+    assert {tuple(b) for b in SS_BOXES.tolist()} <= {tuple(b) for b in merged.boxes.tolist()}
 
 
 def test_merge_threshold_decides_what_counts_as_a_repeat() -> None:
@@ -53,9 +54,9 @@ def test_merge_threshold_decides_what_counts_as_a_repeat() -> None:
 
 def test_merge_with_an_empty_side() -> None:
     only_ss = merge_proposals(SS_BOXES, np.zeros((0, 4)))
-    assert only_ss.source.tolist() == [SS] * 3
+    assert only_ss.source_names() == [SS] * 3
     only_mb = merge_proposals(np.zeros((0, 4)), SS_BOXES)
-    assert only_mb.source.tolist() == [MULTIBOX] * 3 and len(only_mb.boxes) == 3
+    assert only_mb.source_names() == [MULTIBOX] * 3 and len(only_mb.boxes) == 3
     with pytest.raises(ValueError, match="dedup_iou"):
         merge_proposals(SS_BOXES, SS_BOXES, dedup_iou=0)
 

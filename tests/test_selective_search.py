@@ -14,13 +14,15 @@ from incdet.data.demo import generate_demo
 from incdet.data.voc import read_voc_dir
 from incdet.io import read_image
 from incdet.proposals import ss_opencv
-from incdet.proposals.merge import LEAD, MULTIBOX, SS, merge_proposals
+from incdet.proposals.merge import LEAD, merge_proposals
 from incdet.proposals.quality import coverage
 from incdet.proposals.selective_search import (
     BACKENDS,
     MAX_SEARCH_PIXELS,
     selective_search,
 )
+from incdet.structures import MULTIBOX
+from incdet.structures import SELECTIVE_SEARCH as SS
 
 # Measured 0.880 (44 of the 50 objects; 449 boxes/image on all 40 test images) at superpixel_scale 2.
 DEMO_COVERAGE_FLOOR = 0.84
@@ -161,19 +163,19 @@ def test_merged_ranking_puts_the_best_of_both_lists_first() -> None:
     rows = lambda b: {tuple(r) for r in np.asarray(b).tolist()}  # noqa: E731
     # MultiBox's best-scored LEAD boxes come first, in score order ...
     np.testing.assert_array_equal(merged.boxes[:LEAD], mb[:LEAD])
-    assert set(merged.source[:LEAD]) == {MULTIBOX}
+    assert set(merged.source_names()[:LEAD]) == {MULTIBOX}
     # ... then both lists spread evenly (60 SS boxes : 20 more MultiBox boxes = 3 : 1), each in its order.
     first = merged.boxes[: LEAD + 40]
     assert rows(ss[:30]) <= rows(first) and rows(mb[: LEAD + 10]) <= rows(first)
     assert rows(merged.boxes) == rows(ss) | rows(mb) and merged.counts()[SS] == 60
     for source, original in ((SS, ss), (MULTIBOX, mb)):
-        np.testing.assert_array_equal(merged.boxes[merged.source == source], original)
+        np.testing.assert_array_equal(merged.boxes[np.array(merged.source_names()) == source], original)
 
 
 def test_a_box_both_propose_takes_its_earlier_place() -> None:
     ss, mb = _grid(40, 0), _grid(20, 5000)
     mb[15] = ss[0] + 1  # MultiBox's 16th box repeats selective search's first (IoU 0.88)
     merged = merge_proposals(ss, mb)
-    both = np.flatnonzero(merged.source == "both")
+    both = np.flatnonzero(np.array(merged.source_names()) == "both")
     assert len(both) == 1 and np.array_equal(merged.boxes[both[0]], ss[0])
     assert both[0] == LEAD + 1  # selective search's first place: after the lead and MultiBox's 11th box (a tie)

@@ -16,7 +16,7 @@ from torchvision.ops import nms, remove_small_boxes
 
 from incdet.multibox.network import MultiBoxNet, resize_image, to_pixels
 from incdet.proposals.merge import merge_proposals
-from incdet.structures import SOURCES, Proposals
+from incdet.structures import Proposals
 
 TOP_N = 200  # the GoogLeNet entry added 200 MultiBox boxes per image
 NMS_IOU = 0.7
@@ -72,5 +72,4 @@ def predict_images(
 def merge_multibox(proposals: Proposals, boxes: np.ndarray, dedup_iou: float = DEDUP_IOU) -> Proposals:
     """One image's selective-search proposals with its top-N MultiBox boxes (score order) merged in, by
     :func:`incdet.proposals.merge.merge_proposals`' rule and order; each box keeps its source."""
-    merged = merge_proposals(proposals.boxes.cpu().numpy(), boxes, dedup_iou)
-    return Proposals(merged.boxes, [SOURCES.index(str(name)) for name in merged.source])
+    return merge_proposals(proposals.boxes.cpu().numpy(), boxes, dedup_iou)

@@ -19,27 +19,14 @@ splits (docs/proposals.md, "Merged ranking").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-SS, MULTIBOX, BOTH = "selective_search", "multibox", "both"
-SOURCES = (SS, MULTIBOX, BOTH)
+from incdet.structures import BOTH, MULTIBOX, SOURCES, Proposals
+from incdet.structures import SELECTIVE_SEARCH as SS
+
 LEAD = 10  # MultiBox boxes that come first: the smallest budget the recall table reports
-
-
-@dataclass(frozen=True)
-class MergedProposals:
-    """``boxes`` float32 (N, 4) xyxy pixels; ``source[i]`` is one of SOURCES for ``boxes[i]``."""
-
-    boxes: np.ndarray
-    source: np.ndarray
-
-    def counts(self) -> dict[str, int]:
-        """Boxes per source, and the total."""
-        return {**{name: int((self.source == name).sum()) for name in SOURCES}, "total": len(self.boxes)}
 
 
 def _interleaved(mb_rank: np.ndarray, ss_rank: np.ndarray, num_ss: int) -> np.ndarray:
@@ -51,7 +38,7 @@ def _interleaved(mb_rank: np.ndarray, ss_rank: np.ndarray, num_ss: int) -> np.nd
     return np.argsort(np.minimum(mb_key, ss_rank + 0.5), kind="stable")
 
 
-def merge_proposals(ss_boxes: np.ndarray, multibox_boxes: np.ndarray, dedup_iou: float = 0.7) -> MergedProposals:
+def merge_proposals(ss_boxes: np.ndarray, multibox_boxes: np.ndarray, dedup_iou: float = 0.7) -> Proposals:
     """Merge one image's selective-search boxes (ranked) with its MultiBox boxes (already top-N, score
     order), all float (N, 4) xyxy pixels, in the interleaved order described above."""
     if not 0 < dedup_iou <= 1:
@@ -79,4 +66,5 @@ def merge_proposals(ss_boxes: np.ndarray, multibox_boxes: np.ndarray, dedup_iou:
     merged = np.concatenate([np.array(boxes, np.float32).reshape(-1, 4), ss[rest]])
     mb_rank = np.concatenate([np.arange(len(boxes), dtype=np.float64), np.full(len(rest), np.inf)])
     order = _interleaved(mb_rank, np.concatenate([np.array(ss_rank, np.float64), rest]), len(ss))
-    return MergedProposals(merged[order], np.array(source + [SS] * len(rest), dtype=object)[order])
+    codes = np.array([SOURCES.index(name) for name in source] + [SOURCES.index(SS)] * len(rest), np.uint8)
+    return Proposals(merged[order], codes[order])
