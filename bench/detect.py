@@ -1,36 +1,68 @@
-"""Seconds per image of each detection stage, and batched vs per-crop region classification.
+"""Detection speed and memory; every comparison runs its two paths side by side in this run.
 
-    python bench/detect.py [--images demo/test/images] [--model incdet/weights/demo_regions.pt] [--limit 10]
+    flock /tmp/incdet-bench.lock python bench/detect.py [--images demo/test/images] [--sections ...]
+    flock /tmp/incdet-bench.lock python bench/detect.py --device cuda --sections throughput
 
-The naive baseline is what an R-CNN re-implementation often does: cut each (context-padded)
-crop with numpy, cv2.resize it, and run the network on one crop at a time. Both paths score
-the same proposals with the same model in this process, so the ratio is like for like.
+Sections (default: all but throughput):
+- ``stages``: seconds per image by stage, and batched vs naive per-crop classification. The naive
+  baseline is what an R-CNN re-implementation often does: cut each context-padded crop with numpy,
+  ``cv2.resize`` it and run the network on one crop at a time (same model, same boxes).
+- ``streaming``: images/s of ``incdet detect`` (decode once, search in workers while the main
+  process classifies, results streamed to the work folder) against the stage-by-stage loop it
+  replaced (kept below, compactly, as the baseline), default path (selective search + MultiBox).
+- ``rss``: peak RSS of ``incdet detect --proposals STORE`` on 400 and on 4,000 images (stored
+  proposals, so it is cheap), each in a subprocess of its own.
+- ``ray``: images/s of ``--engine ray`` on a local Ray instance against the local engine, same cores.
+- ``throughput``: warp+classify crops/s of a full-size (untrained) GoogLeNet at 224 px under bf16
+  autocast, and the fraction of the device's bf16 peak (for a GPU whose peak is listed below).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
 from incdet.boxes import add_context
-from incdet.classify.checkpoint import load_region_classifier
-from incdet.classify.ensemble import load_ensemble
+from incdet.classify.checkpoint import RegionClassifierSpec, load_region_classifier
+from incdet.classify.ensemble import Ensemble, load_ensemble
+from incdet.cli import main as incdet
 from incdet.devices import resolve_device
-from incdet.io import list_images, read_image
+from incdet.io import list_images, read_image, write_json
+from incdet.multibox.checkpoint import load_multibox
+from incdet.multibox.propose import merge_multibox, predict_images
+from incdet.nets.complexity import count_macs
+from incdet.postprocess.coco_results import to_coco_records
 from incdet.postprocess.nms import select_detections
+from incdet.proposals.batch import propose_images
 from incdet.proposals.selective_search import selective_search
-from incdet.regions.warp import warp_image_regions
-from incdet.structures import Proposals, RegionScores
+from incdet.proposals.settings import SearchSettings
+from incdet.proposals.store import ProposalStore
+from incdet.regions.warp import default_context_pad, warp_image_regions
+from incdet.structures import Proposals
 from incdet.transforms import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor
-from incdet.weights import DEMO_REGION_MODELS
+from incdet.weights import DEMO_MULTIBOX, DEMO_REGION_MODELS
+
+SECTIONS = ("stages", "streaming", "rss", "ray", "throughput")
+# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by a substring of the device name.
+BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10G": 70e12}
 
 
-def naive_scores(image: np.ndarray, boxes: np.ndarray, model: torch.nn.Module, size: int, pad: int) -> torch.Tensor:
-    """Per-crop loop: integer crop, cv2.resize, normalise, forward one crop at a time."""
+def naive_scores(image: np.ndarray, boxes: np.ndarray, model: torch.nn.Module, size: int, pad: int,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """Per-crop loop: integer crop, cv2.resize, normalise, forward one crop at a time on ``device``."""
     padded = add_context(torch.from_numpy(boxes), size, pad).round().int().tolist()
     height, width = image.shape[:2]
     mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
@@ -44,30 +76,21 @@ def naive_scores(image: np.ndarray, boxes: np.ndarray, model: torch.nn.Module, s
             canvas[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = image[sy1:sy2, sx1:sx2]
         crop = (cv2.resize(canvas, (size, size), interpolation=cv2.INTER_LINEAR) / 255.0 - mean) / std
         with torch.inference_mode():
-            scores.append(model(torch.from_numpy(crop).permute(2, 0, 1)[None]).logits.softmax(1))
+            scores.append(model(torch.from_numpy(crop).permute(2, 0, 1)[None].to(device)).logits.softmax(1))
     return torch.cat(scores)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", default="demo/test/images")
-    parser.add_argument("--model", default=str(DEMO_REGION_MODELS[0]))
-    parser.add_argument("--limit", type=int, default=10, help="images to time (default: %(default)s)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: %(default)s)")
-    args = parser.parse_args()
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    device = resolve_device(args.device)
-    spec, model = load_region_classifier(args.model, device)
-    ensemble = load_ensemble([args.model], device)
-    paths = list_images(args.images)[: args.limit]
+
+def bench_stages(paths: list[Path], model_path: Path, device: torch.device) -> None:
+    spec, model = load_region_classifier(model_path, device)
+    ensemble = load_ensemble([model_path], device)
     seconds = dict.fromkeys(("proposals", "warp", "classify", "nms"), 0.0)
     batched_s = naive_s = 0.0
     crops_total = 0
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     for path in paths:
         image = read_image(path)
         start = time.perf_counter()
@@ -75,38 +98,219 @@ def main() -> None:
         seconds["proposals"] += time.perf_counter() - start
         boxes = torch.from_numpy(proposals).to(device)
         crops_total += len(boxes)
-
         # What `incdet detect` runs: the ensemble warps and classifies in batches.
         start = time.perf_counter()
-        probs = ensemble(image_to_tensor(image, device), boxes).probs
-        sync()
+        scores = ensemble([image_to_tensor(image, device)], [boxes])[0]
+        _sync(device)
         classified = time.perf_counter()
-        select_detections(Proposals.from_boxes(boxes), RegionScores(probs))
-        sync()
+        select_detections(Proposals.from_boxes(boxes), scores)
+        _sync(device)
         seconds["nms"] += time.perf_counter() - classified
-        batched = classified - start
-        batched_s += batched
-        # The warp alone, to split warp+classify into its two stages.
-        start = time.perf_counter()
+        batched_s += classified - start
+        start = time.perf_counter()  # the warp alone, to split warp+classify into its two stages
         warp_image_regions(image_to_tensor(image, device), boxes, spec.input_size, spec.context_pad)
-        sync()
+        _sync(device)
         warp_s = time.perf_counter() - start
         seconds["warp"] += warp_s
-        seconds["classify"] += batched - warp_s
-
         start = time.perf_counter()
-        naive = naive_scores(image, proposals, model, spec.input_size, spec.context_pad)
-        sync()
+        naive = naive_scores(image, proposals, model, spec.input_size, spec.context_pad, device)
+        _sync(device)
         naive_s += time.perf_counter() - start
-        # Same model, same boxes: the two paths must agree up to interpolation details.
-        agreement = (naive.argmax(1).to(device) == probs.argmax(1)).float().mean().item()
-
+        agreement = (naive.argmax(1) == scores.probs.argmax(1)).float().mean().item()
+    seconds["classify"] = batched_s - seconds["warp"]
     n = len(paths)
     print(f"device {device}, {n} images, {crops_total / n:.0f} proposals/image, model {spec.arch} w{spec.width:g} @ {spec.input_size}px")
     print("seconds per image by stage: " + ", ".join(f"{k} {v / n:.4f}" for k, v in seconds.items()))
     print(f"batched warp+classify: {crops_total / batched_s:9.1f} crops/s")
     print(f"naive per-crop loop:   {crops_total / naive_s:9.1f} crops/s")
     print(f"speed-up batched / naive: {naive_s / batched_s:.1f}x (target >= 10x); top-1 agreement on the last image {agreement:.3f}")
+
+
+def stage_by_stage(paths: list[Path], out: Path, device: torch.device, workers: int | None = None) -> None:
+    """The baseline: ``incdet detect`` as it was before the streaming engine. Selective search of every
+    image over a process pool first; then one image at a time: decode it for MultiBox, decode it again
+    to classify (one image per ensemble call); every record held in memory, one JSON at the end."""
+    ensemble = load_ensemble(DEMO_REGION_MODELS, device)
+    _, multibox = load_multibox(DEMO_MULTIBOX, device)
+    searched = propose_images(paths, SearchSettings(), workers=workers)
+    records = []
+    for image_id, path in enumerate(paths):
+        if path not in searched.boxes:
+            continue
+        (boxes, _), = predict_images(multibox, [read_image(path)])
+        proposals = merge_multibox(Proposals.from_boxes(searched.boxes[path]), boxes)
+        image = read_image(path)
+        scores = ensemble([image_to_tensor(image, device)], [proposals.boxes.to(device)])[0]
+        detections = select_detections(proposals.to(device), scores).to("cpu")
+        records += to_coco_records(detections, image_id, path.name, ensemble.classes)
+    write_json(out, records)
+
+
+def _quietly(argv: list[str]) -> None:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+        code = incdet(argv)
+    if code != 0:
+        raise RuntimeError(f"incdet {' '.join(argv)} exited {code}: {err.getvalue()[-500:]}")
+
+
+def _timed(run) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def _with_threads(threads: int, run) -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        run()
+    finally:
+        torch.set_num_threads(before)
+
+
+def _compare(old: Path, new: Path) -> str:
+    """How the two paths' records differ: batches of other sizes change scores in the last bits."""
+    a, b = json.loads(old.read_text()), json.loads(new.read_text())
+    if [(r["image_id"], r["category_id"], r["bbox"]) for r in a] != [(r["image_id"], r["category_id"], r["bbox"]) for r in b]:
+        return f"{len(a)} vs {len(b)} records, boxes or labels differ"
+    return f"{len(a)} with equal boxes and labels, scores within {max((abs(x['score'] - y['score']) for x, y in zip(a, b)), default=0):.0e}"
+
+
+def bench_streaming(folder: Path, device: torch.device, repeats: int = 1) -> None:
+    """The baseline runs with torch's default threads (as it shipped) and with one (what helps on a loaded
+    machine, where OpenMP's threads wait for each other); the better of the two is compared."""
+    paths = list_images(folder)
+    threads = torch.get_num_threads()
+    seconds: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {
+            f"stage-by-stage, {threads} torch threads": lambda i: stage_by_stage(paths, Path(tmp) / f"old{i}.json", device),
+            "stage-by-stage, 1 torch thread": lambda i: _with_threads(1, lambda: stage_by_stage(paths, Path(tmp) / f"one{i}.json", device)),
+            "streaming": lambda i: _quietly(["detect", str(folder), "--out", str(Path(tmp) / f"new{i}.json"), "--device", str(device)]),
+        }
+        for i in range(repeats):  # taking turns, so load from other jobs hits every path alike
+            for name, run in runs.items():
+                seconds[name] = min(seconds.get(name, float("inf")), _timed(lambda: run(i)))
+        same = _compare(Path(tmp) / "old0.json", Path(tmp) / "new0.json")
+    n = len(paths)
+    print(f"{n} images, default path (selective search + MultiBox), {os.cpu_count()} cores, best of {repeats}:")
+    for name, value in seconds.items():
+        print(f"  {name:32s} {n / value:6.2f} images/s ({value:.1f} s)")
+    baseline = min(v for k, v in seconds.items() if k.startswith("stage-by-stage"))
+    print(f"  speed-up streaming / best stage-by-stage: {baseline / seconds['streaming']:.2f}x (target >= 1.3x); records: {same}")
+
+
+def _rss_child(folder: str, store: str, out: str) -> None:
+    """Run in a subprocess of its own: detect with stored proposals, then report this process's peak RSS."""
+    start = time.perf_counter()
+    _quietly(["detect", folder, "--proposals", store, "--out", out, "--no-multibox", "--device", "cpu"])
+    peak = {"main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "workers_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, "seconds": time.perf_counter() - start}
+    print(json.dumps(peak))
+
+
+def _fake_job(root: Path, sources: list[Path], count: int) -> tuple[Path, Path]:
+    """``count`` images (links to ``sources``, 100 per sub-folder) and a store of 10 proposals each."""
+    folder, rng = root / f"images{count}", np.random.default_rng(0)
+    store = ProposalStore(root / f"proposals{count}.db", {"bench": "random boxes"})
+    for i in range(count):
+        link = folder / f"{i // 100:03d}" / f"{i:05d}{sources[i % len(sources)].suffix}"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(sources[i % len(sources)].resolve())
+        xy = rng.uniform(0, 150, (10, 2))
+        store.put(link.relative_to(folder).as_posix(), Proposals.from_boxes(np.hstack([xy, xy + rng.uniform(20, 100, (10, 2))])))
+    return folder, store.path
+
+
+def bench_rss(folder: Path, counts: tuple[int, ...] = (400, 4000)) -> None:
+    sources = list_images(folder)
+    peaks = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for count in counts:
+            images, store = _fake_job(Path(tmp), sources, count)
+            child = subprocess.run([sys.executable, __file__, "--rss-child", str(images), str(store), str(Path(tmp) / f"d{count}.json")],
+                                   capture_output=True, text=True, check=True)
+            peaks[count] = json.loads(child.stdout.strip().splitlines()[-1])
+    for count, peak in peaks.items():
+        print(f"  {count:5d} images: peak RSS main process {peak['main_mb']:7.1f} MB, largest worker {peak['workers_mb']:7.1f} MB, "
+              f"{count / peak['seconds']:6.1f} images/s")
+    low, high = peaks[counts[0]]["main_mb"], peaks[counts[-1]]["main_mb"]
+    print(f"  peak RSS {counts[-1]} / {counts[0]} images: {high / low:.3f} (target: within 15 %, <= 1.15)")
+
+
+def bench_ray(folder: Path) -> None:
+    import ray
+
+    n = len(list_images(folder))
+    with tempfile.TemporaryDirectory() as tmp:
+        local = _timed(lambda: _quietly(["detect", str(folder), "--out", f"{tmp}/local.json", "--device", "cpu"]))
+        init = _timed(lambda: ray.init(num_cpus=os.cpu_count(), include_dashboard=False, configure_logging=False, log_to_driver=False))
+        try:
+            on_ray = _timed(lambda: _quietly(["detect", str(folder), "--out", f"{tmp}/ray.json", "--engine", "ray"]))
+        finally:
+            ray.shutdown()
+        same = Path(f"{tmp}/local.json").read_bytes() == Path(f"{tmp}/ray.json").read_bytes()
+    print(f"{n} images, default path, {os.cpu_count()} cores: local engine {n / local:.2f} images/s ({local:.1f} s), "
+          f"Ray engine {n / on_ray:.2f} images/s ({on_ray:.1f} s; ray.init {init:.1f} s more); "
+          f"Ray / local {local / on_ray:.2f}x; byte-identical JSON: {same}")
+
+
+def bench_throughput(device: torch.device, width: float = 1.0, size: int = 224, crops: int = 1024, batch: int = 256,
+                     classes: int = 200) -> dict[str, float]:
+    """Warp+classify crops/s of an untrained GoogLeNet (``width``, ``size`` px crops, ``classes`` + 1
+    outputs) under bf16 autocast, and the FLOP/s that is: 2 x multiply-adds per crop."""
+    spec = RegionClassifierSpec("googlenet", tuple(f"c{i}" for i in range(classes)), size, default_context_pad(size), width)
+    torch.manual_seed(0)
+    net = spec.build().eval()
+    flops = 2 * count_macs(net, size)
+    ensemble = Ensemble([spec], [net.to(device)], batch_size=batch)
+    image = torch.randn(3, 375, 500, device=device)
+    xy = torch.rand(crops, 2, device=device) * 300
+    boxes = torch.cat([xy, xy + 20 + torch.rand(crops, 2, device=device) * 150], dim=1)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        ensemble([image], [boxes[:batch]])  # warm-up: kernels chosen, memory allocated
+        _sync(device)
+        start = time.perf_counter()
+        ensemble([image], [boxes])
+        _sync(device)
+    seconds = time.perf_counter() - start
+    result = {"crops_per_s": crops / seconds, "flops_per_crop": flops, "flop_per_s": crops * flops / seconds}
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    peak = next((value for key, value in BF16_PEAK.items() if key in name), None)
+    share = f"{result['flop_per_s'] / peak:.1%} of its bf16 peak {peak / 1e12:.0f} TFLOP/s" if peak else "bf16 peak not listed"
+    print(f"{name}: GoogLeNet w{width:g} @ {size} px, {flops / 1e9:.2f} GFLOP/crop, batches of {batch}: "
+          f"{result['crops_per_s']:.0f} crops/s = {result['flop_per_s'] / 1e12:.2f} TFLOP/s ({share})")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=Path, default=Path("demo/test/images"))
+    parser.add_argument("--model", type=Path, default=DEMO_REGION_MODELS[0])
+    parser.add_argument("--limit", type=int, default=10, help="images for the stages section (default: %(default)s)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: %(default)s)")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=[s for s in SECTIONS if s != "throughput"])
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each streaming path, best kept (default: %(default)s)")
+    parser.add_argument("--rss-child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        return _rss_child(*args.rss_child)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    for section in args.sections:
+        print(f"== {section}")
+        if section == "stages":
+            bench_stages(list_images(args.images)[: args.limit], args.model, device)
+        elif section == "streaming":
+            bench_streaming(args.images, device, args.repeats)
+        elif section == "rss":
+            bench_rss(args.images)
+        elif section == "ray":
+            bench_ray(args.images)
+        else:
+            bench_throughput(device)
 
 
 if __name__ == "__main__":

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import cv2
 import numpy as np
 
 from incdet.errors import InputError
+
+if TYPE_CHECKING:
+    from incdet.structures import ImageRecord
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -96,26 +100,66 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted; a clear error if there are none."""
+    """Image files anywhere under ``folder`` (sub-folders included, hidden files and folders skipped),
+    sorted by their path relative to it; a clear error if there are none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "not a directory")
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = sorted(
+        (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+         and not any(part.startswith(".") for part in p.relative_to(folder).parts) and p.is_file()),
+        key=lambda p: p.relative_to(folder).as_posix(),
+    )
     if not images:
-        raise InputError(folder, f"no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        raise InputError(folder, f"no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder or its sub-folders")
     return images
 
 
-def collect_images(items: list[str | Path]) -> list[Path]:
-    """Image files named directly or found in named folders, in order, each once.
+def collect_images(items: Sequence[str | Path]) -> list[ImageRecord]:
+    """The images of a batch job: files named directly and every image under named folders.
 
-    Results (proposal files, detections, drawings) are keyed by file name, so two different
-    images with the same name are refused rather than silently overwriting each other.
+    Each is keyed by its path relative to the folder it was found in (``sub/0001.jpg``; a file named
+    directly: its file name), so two sub-folders may both hold ``0001.jpg``. The list is sorted by
+    key and each file appears once; ``image_id`` is the position in it, so it does not depend on the
+    order of ``items`` and is the same in every shard and resumed run of the job. Two different
+    files with one key (``a/x.png`` and ``b/x.png`` given as folders ``a`` and ``b``) are refused.
     """
-    paths = [p for item in items for p in (list_images(item) if Path(item).is_dir() else [Path(item)])]
-    seen: dict[str, Path] = {}
-    for path in paths:
-        if path.name in seen and seen[path.name] != path:
-            raise InputError(path, f"same file name as {seen[path.name]}; results are keyed by file name")
-        seen[path.name] = path
-    return list(dict.fromkeys(paths))
+    # Imported here: structures imports torch, and `incdet --help` reads this module.
+    from incdet.structures import ImageRecord
+
+    found: dict[str, Path] = {}
+    for item in items:
+        item = Path(item)
+        pairs = [(p.relative_to(item).as_posix(), p) for p in list_images(item)] if item.is_dir() else [(item.name, item)]
+        for key, path in pairs:
+            if key in found and found[key].resolve() != path.resolve():
+                raise InputError(path, f"has the key {key!r} of {found[key]} too; results are keyed by the path "
+                                       "relative to the folder given, so give the folder above both")
+            found.setdefault(key, path)
+    return [ImageRecord(found[key], key, index) for index, key in enumerate(sorted(found))]
+
+
+def check_output_path(path: str | Path, *, folder: bool = False) -> Path:
+    """Fail in a second, not after hours of work, when ``path`` cannot be written: a file (or, with
+    ``folder``, a folder) there would be in the way, a file where a parent folder must be, or no
+    permission to create it. Returns ``path``."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise InputError(path, f"is {'a file' if folder else 'a directory'}; expected {'a folder' if folder else 'a file'} path")
+    parent = path if folder and path.exists() else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(path, f"cannot be created: {parent} is a file, not a folder")
+    if not os.access(parent if not path.exists() else path, os.W_OK):
+        raise InputError(path, f"cannot be written: no permission to write in {parent}")
+    return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, to record exactly which model or proposal file a result came from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

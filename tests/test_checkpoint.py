@@ -59,11 +59,11 @@ def test_ensemble_averages_member_softmax(tmp_path):
     ensemble = load_ensemble([tmp_path / "a.pt", tmp_path / "b.pt"])
     image = torch.randn(3, 48, 64)
     boxes = torch.tensor([[0.0, 0, 30, 30], [10, 5, 60, 40], [0, 0, 64, 48]])
-    probs = ensemble(image, boxes).probs
+    probs = ensemble([image], [boxes])[0].probs
     warped = warp_image_regions(image, boxes, 32, 2)
     with torch.no_grad():
         expected = (a(warped).logits.softmax(1) + b(warped).logits.softmax(1)) / 2
     assert torch.allclose(probs, expected, atol=1e-6)
     assert torch.allclose(probs.sum(1), torch.ones(3))
     small_batches = Ensemble(ensemble.specs, list(ensemble.members), batch_size=2)
-    assert torch.allclose(small_batches(image, boxes).probs, probs, atol=1e-6)
+    assert torch.allclose(small_batches([image], [boxes])[0].probs, probs, atol=1e-6)

@@ -19,15 +19,6 @@ def test_demo_config_loads():
     assert cfg.data.proposals == SearchSettings(superpixel_scale=2.0) and cfg.data.images_per_batch * cfg.data.regions_per_image == 128
 
 
-@pytest.mark.parametrize("name, schema", [("multibox_demo.yaml", "multibox"), ("backbone_demo.yaml", "backbone")])
-def test_the_other_shipped_configs_load(name, schema):
-    from incdet.train.backbone.config import BackboneTrainConfig
-    from incdet.train.multibox.config import MultiBoxTrainConfig
-
-    cfg = load_config(f"configs/{name}", MultiBoxTrainConfig if schema == "multibox" else BackboneTrainConfig)
-    assert cfg.resume is None
-
-
 @pytest.mark.parametrize(
     "text, message",
     [

@@ -1,6 +1,9 @@
 """``incdet detect`` end to end on tiny inputs with an untrained model: files, skips, exit codes."""
 
 import json
+import os
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -85,3 +88,114 @@ def test_bad_inputs_exit_2_with_a_one_line_message(tmp_path, model, images, caps
     err = capsys.readouterr().err.strip()
     assert err.startswith("incdet: error: ") and "\n" not in err
     assert {"missing_model": "nope.pt", "empty_folder": "no image files", "wrong_classes": "differ from the expected"}[problem] in err
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels (OpenCV refuses to allocate them: cv2.error)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def make_unreadable(path) -> None:
+    """A file that reading raises PermissionError for: mode 000, or for root (who may read anything) a
+    link to a kernel file that is write-only even for root."""
+    if os.geteuid() == 0:
+        path.symlink_to("/proc/sys/vm/drop_caches")
+    else:
+        path.write_bytes(b"\xff\xd8 secret")
+        path.chmod(0)
+
+
+@pytest.fixture
+def bad_images(images):
+    """Beside the two good images: corrupt, too small, zero bytes, a 50000x50000 header, unreadable,
+    and a good image that selective search will fail on (see the test)."""
+    (images / "zero.png").write_bytes(b"")
+    (images / "huge.png").write_bytes(png_claiming(50000, 50000))
+    make_unreadable(images / "locked.jpg")
+    cat = cv2.resize(skdata.chelsea(), (90, 60), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(images / "search_fails.png"), cat)
+    return images
+
+
+def test_every_bad_image_is_reported_and_skipped_and_the_good_ones_detected(tmp_path, model, bad_images, monkeypatch, capsys):
+    import incdet.pipeline
+
+    search = incdet.pipeline.selective_search
+
+    def failing_search(image, *args, **kwargs):  # a fault no real image was found to cause
+        if image.shape[:2] == (60, 90):
+            raise MemoryError("cannot allocate the segmentation")
+        return search(image, *args, **kwargs)
+
+    monkeypatch.setattr(incdet.pipeline, "selective_search", failing_search)
+    out = tmp_path / "dets.json"
+    rc = main(["detect", str(bad_images), "--model", str(model), "--out", str(out), "--score-threshold", "0", "--workers", "0"])
+    captured = capsys.readouterr()
+    assert rc == 0 and "Traceback" not in captured.err
+    reasons = {
+        "broken.jpg": "not a readable image", "zero.png": "empty file", "tiny.png": "smaller than the 20 px minimum",
+        "huge.png": "larger than the 2^30 pixels OpenCV decodes", "locked.jpg": "cannot read the file (",
+        "search_fails.png": "selective search failed (MemoryError: cannot allocate the segmentation)",
+    }
+    skipped = [line.strip() for line in captured.err.splitlines() if line.startswith("skipped ")]
+    assert len(skipped) == len(reasons)
+    for name, reason in reasons.items():
+        assert any(line.startswith(f"skipped {bad_images / name}: ") and reason in line for line in skipped), name
+    assert {r["file_name"] for r in json.loads(out.read_text())} == {"cat.jpg", "gray.png"}
+    assert f"{len(reasons)} images skipped" in captured.out
+
+
+def test_stored_proposals_are_clipped_checked_and_missing_ones_named(tmp_path, model, bad_images, capsys):
+    proposals = tmp_path / "props.json"
+    save_proposals(proposals, {
+        "cat.jpg": np.array([[-1e6, -1e6, 1e6, 1e6], [500, 500, 600, 600], [10, 10, 50, 40]], np.float32),
+        "huge.png": np.array([[0, 0, 10, 10]], np.float32), "locked.jpg": np.array([[0, 0, 10, 10]], np.float32),
+    })
+    out = tmp_path / "dets.json"
+    rc = main(["detect", str(bad_images / "cat.jpg"), str(bad_images / "gray.png"), str(bad_images / "huge.png"),
+               str(bad_images / "locked.jpg"), "--model", str(model), "--proposals", str(proposals), "--out", str(out),
+               "--score-threshold", "0", "--workers", "0"])
+    captured = capsys.readouterr()
+    assert rc == 0 and "Traceback" not in captured.err
+    assert f"{bad_images / 'gray.png'}: no proposals for this image (key 'gray.png') in {proposals}" in captured.err
+    assert f"{bad_images / 'cat.jpg'}: 2 stored proposals reach far outside the 96x64 image; clipped to it" in captured.err
+    assert f"{bad_images / 'cat.jpg'}: 1 stored proposals lie outside the 96x64 image or are not finite; dropped" in captured.err
+    assert "huge.png: image is larger than" in captured.err and "locked.jpg: cannot read the file" in captured.err
+    boxes = {tuple(r["bbox"]) for r in json.loads(out.read_text())}
+    assert boxes and boxes <= {(0.0, 0.0, 96.0, 64.0), (10.0, 10.0, 40.0, 30.0)}  # the huge box, clipped to the image
+
+
+@pytest.mark.parametrize("problem", ["out_under_a_file", "out_is_a_folder", "draw_under_a_file", "work_folder_is_a_file"])
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path, model, images, capsys, problem):
+    (tmp_path / "afile").write_text("in the way")
+    out, draw = tmp_path / "d.json", None
+    if problem == "out_under_a_file":
+        out = tmp_path / "afile" / "d.json"
+    elif problem == "out_is_a_folder":
+        out.mkdir()
+    elif problem == "draw_under_a_file":
+        draw = tmp_path / "afile" / "drawn"
+    else:
+        (tmp_path / "d.json.parts").write_text("in the way")
+    args = ["detect", str(images), "--model", str(model), "--out", str(out)] + (["--draw", str(draw)] if draw else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("incdet: error: ") and "\n" not in err
+    assert {"out_under_a_file": "afile is a file", "out_is_a_folder": "d.json: is a directory",
+            "draw_under_a_file": "afile is a file", "work_folder_is_a_file": "d.json.parts: is a file"}[problem] in err
+
+
+@pytest.mark.parametrize("option", [
+    ["--device", "foo"], ["--device", "cuda:99" if torch.cuda.is_available() else "cuda"], ["--superpixel-scale", "-1"],
+    ["--nms-iou", "7"], ["--max-detections", "-1"], ["--score-threshold", "2"], ["--shard", "3/2"], ["--batch-images", "0"],
+    ["--workers", "-1"], ["--multibox-top-n", "0"], ["--draw-threshold", "1.5"], ["--search-width", "-5"], ["--ss-backend", "nope"],
+])
+def test_bad_options_are_refused_up_front_with_one_line(tmp_path, model, images, capsys, option):
+    assert main(["detect", str(images), "--model", str(model), "--out", str(tmp_path / "d.json"), *option]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("incdet: error: ") and "\n" not in err
+    assert option[0] in err or option[1] in err
+    assert not (tmp_path / "d.json.parts").exists()

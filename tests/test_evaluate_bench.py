@@ -18,3 +18,7 @@ def test_bench_runs_and_evaluators_agree(capsys):
     assert numbers["incdet_s"] > 0 and numbers["pycocotools_s"] > 0
     assert numbers["max_ap_difference"] <= 1 / 101  # interpolation only (docs/evaluation.md)
     assert 0.0 < numbers["incdet_map"] < 1.0
+    # the same detections from a JSON file and from a devkit submission file: the same mAP
+    assert "from a devkit submission file" in out
+    assert abs(numbers["submission_file_map"] - numbers["json_file_map"]) < 1e-12
+    assert 0.0 < numbers["json_file_map"] < 1.0

@@ -1,9 +1,11 @@
-"""incdet's evaluator against (1) a plain-loop port of the ILSVRC devkit's eval_det.m written
-here, working in the devkit's inclusive pixel coordinates, and (2) pycocotools' COCOeval at
+"""incdet's evaluator against (1) a plain-loop port of the ILSVRC devkit's eval_detection.m and
+VOCap.m written here, working in the devkit's inclusive pixel coordinates, and (2) pycocotools' COCOeval at
 IoU 0.5, on tricky cases: ties in score, duplicates, empty classes, images without objects,
 boxes on the image border, 1-pixel boxes, IoU exactly 0.5, difficult objects.
 
-Against the reference the APs must be equal (to float rounding). Against COCOeval the match of
+Against the reference the APs must be equal (to float rounding) for every class with objects; for a
+class without, the port returns what the devkit does (0 without detections, NaN with, nothing past
+the last class with an object) and incdet NaN, on purpose. Against COCOeval the match of
 every single detection must be equal, COCOeval's 101-point precision must equal incdet's
 curve sampled the same way, and the APs may differ only by the interpolation: at most 1/101
 (docs/evaluation.md derives the bound).
@@ -45,21 +47,28 @@ def _devkit_iou(bb: Sequence[float], gt: Sequence[float]) -> float:
 
 
 def _voc_ap(rec: list[float], prec: list[float]) -> float:
+    """VOCap.m; MATLAB's ``max`` ignores NaN (a precision 0/0 before any counted detection)."""
     mrec, mpre = [0.0] + rec + [1.0], [0.0] + prec + [0.0]
     for i in range(len(mpre) - 2, -1, -1):
-        mpre[i] = max(mpre[i], mpre[i + 1])
-    return sum((mrec[i] - mrec[i - 1]) * mpre[i] for i in range(1, len(mrec)) if mrec[i] != mrec[i - 1])
+        mpre[i] = mpre[i + 1] if math.isnan(mpre[i]) else mpre[i] if math.isnan(mpre[i + 1]) else max(mpre[i], mpre[i + 1])
+    return sum((mrec[i] - mrec[i - 1]) * mpre[i] for i in range(1, len(mrec)) if not mrec[i] == mrec[i - 1])
+
+
+def _divide(a: float, b: float) -> float:
+    """MATLAB's a / b: 0/0 is NaN, x/0 is Inf."""
+    return a / b if b else (math.nan if a == 0 else math.inf)
 
 
 def reference_aps(gts: Sequence[Annotation], dets: Sequence[dict], classes: Sequence[str],
                   small_object_rule: bool = True, ignored: dict | None = None) -> list[float]:
+    """eval_detection.m's ``ap``: one entry per class up to the last class with an object."""
     ignored = ignored or {}
     image_of = {a.filename: i for i, a in enumerate(gts)}
     per_image: list[list[tuple[float, int, dict]]] = [[] for _ in gts]
     for k, d in enumerate(dets):
         per_image[image_of[d["file_name"]]].append((d["score"], k, d))
     npos = dict.fromkeys(classes, 0)
-    ranked = []  # (score, image, input position, class, is_tp)
+    ranked = []  # (score, image, input position, class, True / False / None for a blacklisted one)
     for i, ann in enumerate(gts):
         skip = ignored.get(ann.filename, set())
         # continuous [x1, y1, x2, y2) -> the devkit's inclusive [xmin, ymin, xmax, ymax]
@@ -75,6 +84,7 @@ def reference_aps(gts: Sequence[Annotation], dets: Sequence[dict], classes: Sequ
         for score, k, d in sorted(per_image[i], key=lambda t: -t[0]):  # stable: ties keep input order
             c = d["category_name"]
             if c in skip:
+                ranked.append((score, i, k, c, None))  # tp(j) = fp(j) = 0: stays in the arrays
                 continue
             x, y, w, h = d["bbox"]
             bb = [x, y, x + w - 1, y + h - 1]
@@ -89,20 +99,21 @@ def reference_aps(gts: Sequence[Annotation], dets: Sequence[dict], classes: Sequ
                 detected[kmax] = True
                 ranked.append((score, i, k, c, True))
             elif not any(ann.difficult[j] and ann.labels[j] == c and 0 < _devkit_iou(bb, b) >= thr[j]
-                         for j, b in enumerate(gt_boxes)):
+                         for j, b in enumerate(gt_boxes)):  # difficult objects: incdet's VOC extension
                 ranked.append((score, i, k, c, False))
     ranked.sort(key=lambda t: (-t[0], t[1], t[2]))
+    with_objects = [k for k, c in enumerate(classes) if any(c in a.labels for a in gts)]
     aps = []
-    for c in classes:
+    for c in classes[:max(with_objects) + 1] if with_objects else []:  # num_classes = length(num_pos_per_class)
         tp = fp = 0
         rec, prec = [], []
         for _, _, _, cls, is_tp in ranked:
             if cls != c:
                 continue
-            tp, fp = tp + is_tp, fp + (not is_tp)
-            rec.append(tp / npos[c] if npos[c] else math.nan)
-            prec.append(tp / (tp + fp))
-        aps.append(_voc_ap(rec, prec) if npos[c] else math.nan)
+            tp, fp = tp + (is_tp is True), fp + (is_tp is False)
+            rec.append(_divide(tp, npos[c]))
+            prec.append(_divide(tp, tp + fp))
+        aps.append(_voc_ap(rec, prec))
     return aps
 
 
@@ -111,7 +122,14 @@ def reference_aps(gts: Sequence[Annotation], dets: Sequence[dict], classes: Sequ
 def assert_matches_reference(gts, dets, classes, small_object_rule=True, ignored=None):
     result = evaluate_detections(gts, dets, classes, small_object_rule=small_object_rule, ignored=ignored)
     expected = reference_aps(gts, dets, classes, small_object_rule, ignored)
-    np.testing.assert_allclose([c.ap for c in result.classes], expected, rtol=0, atol=1e-12, equal_nan=True)
+    for k, c in enumerate(result.classes):
+        if c.num_gt:
+            assert c.ap == pytest.approx(expected[k], rel=0, abs=1e-12), c.name
+            continue
+        # on purpose: no AP for a class without objects; the devkit has 0, or NaN if it has detections
+        has_dets = any(d["category_name"] == c.name for d in dets)
+        assert math.isnan(c.ap) and (k >= len(expected) or (math.isnan(expected[k]) if has_dets else
+                                                            expected[k] == 0.0)), c.name
     return result
 
 
@@ -258,3 +276,13 @@ def test_blacklist_against_reference():
     gts, dets, classes = case_random(3)
     ignored = {"001.jpg": frozenset({"c0", "c2"}), "005.jpg": frozenset({"c1"})}
     assert_matches_reference(gts, dets, classes, ignored=ignored)
+    # the highest-scoring detection blacklisted (the devkit's precision 0/0 there), and a class
+    # whose only objects and detections are blacklisted (the devkit: NaN; incdet: no AP)
+    gts = [Annotation("a.jpg", 100, 100, [[0, 0, 50, 50], [60, 60, 90, 90]], ["cat", "dog"]),
+           Annotation("b.jpg", 100, 100, [[10, 10, 60, 60]], ["cat"])]
+    dets = [det("a.jpg", "cat", 0, 0, 50, 50, 0.9), det("b.jpg", "cat", 10, 10, 60, 60, 0.8),
+            det("a.jpg", "dog", 60, 60, 90, 90, 0.7), det("b.jpg", "cat", 0, 0, 20, 20, 0.6)]
+    ignored = {"a.jpg": frozenset({"cat", "dog"})}
+    result = assert_matches_reference(gts, dets, ["cat", "dog"], ignored=ignored)
+    assert result.classes[0].ap == 1.0 and math.isnan(result.classes[1].ap)
+    assert math.isnan(reference_aps(gts, dets, ["cat", "dog"], ignored=ignored)[1])

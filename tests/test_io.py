@@ -46,12 +46,15 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
 
 
-def test_collect_images_expands_folders_and_refuses_clashing_names(tmp_path):
-    for folder in ("a", "b"):
+def test_collect_images_keys_by_relative_path_sorted_once_and_refuses_clashing_keys(tmp_path):
+    for folder in ("a", "b", "a/sub", "a/.hidden"):
         (tmp_path / folder).mkdir()
         cv2.imwrite(str(tmp_path / folder / "x.png"), np.zeros((4, 4, 3), np.uint8))
     cv2.imwrite(str(tmp_path / "a" / "y.png"), np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / "a" / "dir.png").mkdir()  # a folder named like an image is not an image
     a = tmp_path / "a"
-    assert collect_images([a, a / "x.png"]) == [a / "x.png", a / "y.png"]
-    with pytest.raises(InputError, match="same file name as"):
+    records = collect_images([a / "x.png", a])
+    assert [(r.key, r.path, r.image_id) for r in records] == [
+        ("sub/x.png", a / "sub" / "x.png", 0), ("x.png", a / "x.png", 1), ("y.png", a / "y.png", 2)]
+    with pytest.raises(InputError, match="has the key 'x.png' of"):
         collect_images([a, tmp_path / "b"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +12,18 @@ import torch
 from incdet.cli import main
 from incdet.data.records import Annotation
 from incdet.data.voc import write_voc_xml
-from incdet.io import write_image
+from incdet.engine.stages import Loader
+from incdet.io import collect_images, read_image, write_image
 from incdet.multibox.checkpoint import MultiBoxSpec, save_multibox
 from incdet.multibox.network import MultiBoxNet
-from incdet.multibox.propose import detect_checkpoint, propose_multibox
+from incdet.multibox.propose import MultiBoxSettings
+from incdet.pipeline import DEFAULT_MULTIBOX, Proposer, default_multibox
 from incdet.proposals.files import load_proposals, save_proposals
-from incdet.proposals.merge import BOTH, MULTIBOX, SS, merge_proposals
+from incdet.proposals.merge import merge_proposals
 from incdet.proposals.report import format_report, proposal_stats, report_counts
-from incdet.weights import DEMO_MULTIBOX
+from incdet.structures import BOTH, MULTIBOX, Proposals
+from incdet.structures import SELECTIVE_SEARCH as SS
+from incdet.weights import DEMO_MULTIBOX, DEMO_REGION_MODELS
 
 SS_BOXES = np.array([[0, 0, 50, 50], [100, 100, 150, 150], [10, 60, 40, 90]], np.float32)
 
@@ -37,10 +40,10 @@ def test_merge_keeps_every_selective_search_box_and_says_who_proposed_each() -> 
     )
     merged = merge_proposals(SS_BOXES, multibox, dedup_iou=0.7)
     np.testing.assert_array_equal(merged.boxes, [SS_BOXES[1], multibox[1], multibox[3], SS_BOXES[0], SS_BOXES[2]])
-    assert merged.source.tolist() == [BOTH, MULTIBOX, MULTIBOX, SS, SS]
+    assert merged.source_names() == [BOTH, MULTIBOX, MULTIBOX, SS, SS]
     assert merged.counts() == {SS: 2, MULTIBOX: 2, BOTH: 1, "total": 5}
     # A superset of selective search: nothing it proposed is lost.
-    assert {tuple(b) for b in SS_BOXES} <= {tuple(b) for b in merged.boxes}
+    assert {tuple(b) for b in SS_BOXES.tolist()} <= {tuple(b) for b in merged.boxes.tolist()}
 
 
 def test_merge_threshold_decides_what_counts_as_a_repeat() -> None:
@@ -51,14 +54,14 @@ def test_merge_threshold_decides_what_counts_as_a_repeat() -> None:
 
 def test_merge_with_an_empty_side() -> None:
     only_ss = merge_proposals(SS_BOXES, np.zeros((0, 4)))
-    assert only_ss.source.tolist() == [SS] * 3
+    assert only_ss.source_names() == [SS] * 3
     only_mb = merge_proposals(np.zeros((0, 4)), SS_BOXES)
-    assert only_mb.source.tolist() == [MULTIBOX] * 3 and len(only_mb.boxes) == 3
+    assert only_mb.source_names() == [MULTIBOX] * 3 and len(only_mb.boxes) == 3
     with pytest.raises(ValueError, match="dedup_iou"):
         merge_proposals(SS_BOXES, SS_BOXES, dedup_iou=0)
 
 
-GT = [np.array([[0, 0, 50, 50], [100, 100, 140, 160]], np.float32), np.array([[10, 10, 30, 30]], np.float32)]
+GT = [np.array([[0, 0, 50, 50], [100, 60, 140, 120]], np.float32), np.array([[10, 10, 30, 30]], np.float32)]
 
 
 def test_report_coverage_and_best_overlaps_equal_a_hand_computation() -> None:
@@ -138,31 +141,27 @@ def test_propose_refuses_a_checkpoint_that_is_not_multibox(tiny_set, tmp_path, c
     assert "bad.pt: not an incdet MultiBox checkpoint" in capsys.readouterr().err
 
 
-def test_unreadable_image_is_skipped_by_multibox(tiny_set, tmp_path) -> None:
+def test_unreadable_image_is_skipped_with_a_one_line_reason(tiny_set, tmp_path) -> None:
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
-    run = propose_multibox([tiny_set["images"] / "0.png", broken], tiny_set["checkpoint"])
-    assert list(run.proposals) == [tiny_set["images"] / "0.png"]
-    assert run.skipped.messages()[0].startswith(f"{broken}: not a readable image")
+    good, bad = (Loader(stored=load_proposals(tiny_set["ss"]), stored_name="ss.json")(r) for r in collect_images([tiny_set["images"] / "0.png", broken]))
+    assert good.error is None and len(good.proposals) == 1
+    assert bad.error.startswith(f"{broken}: not a readable image") and "\n" not in bad.error
 
 
 def test_detect_uses_the_shipped_multibox_only_by_default_for_the_demo_model() -> None:
-    assert detect_checkpoint("mine.pt", disabled=False, default_applies=False) == Path("mine.pt")
-    assert detect_checkpoint(None, disabled=True, default_applies=True) is None
-    assert detect_checkpoint(None, disabled=False, default_applies=False) is None
+    assert default_multibox(["mine.pt"], "net.pt") == Path("net.pt")
+    assert default_multibox(DEMO_REGION_MODELS, None) is None
+    assert default_multibox(["mine.pt"], DEFAULT_MULTIBOX) is None
     expected = DEMO_MULTIBOX if DEMO_MULTIBOX.is_file() else None
-    assert detect_checkpoint(None, disabled=False, default_applies=True) == expected
+    assert default_multibox(DEMO_REGION_MODELS, DEFAULT_MULTIBOX) == expected
 
 
-def test_detect_merges_multibox_boxes_into_cached_proposals(tiny_set) -> None:
-    from incdet.commands.detect import image_proposals
-
+def test_multibox_boxes_are_merged_into_given_proposals(tiny_set) -> None:
     paths = sorted(tiny_set["images"].glob("*.png"))
-    args = Namespace(proposals=str(tiny_set["ss"]), multibox=str(tiny_set["checkpoint"]), no_multibox=False, model=None,
-                     multibox_top_n=2, device="cpu", superpixel_scale=2.0, workers=1)
-    boxes, skipped, _ = image_proposals(paths, args)
-    assert not skipped and set(boxes) == set(paths)
-    assert all(1 < len(b) <= 3 for b in boxes.values())  # one cached box + at most 2 MultiBox boxes
-    args.no_multibox, args.multibox = True, None
-    boxes, _, _ = image_proposals(paths, args)
-    assert all(len(b) == 1 for b in boxes.values())
+    images = [read_image(p) for p in paths]
+    cached = [Proposals.from_boxes(load_proposals(tiny_set["ss"])[p.name]) for p in paths]
+    merged = Proposer(multibox=tiny_set["checkpoint"], multibox_settings=MultiBoxSettings(top_n=2), device="cpu")(images, cached)
+    assert all(1 < len(m) <= 3 for m in merged)  # one cached box + at most 2 MultiBox boxes
+    assert all(m.counts()["selective_search"] + m.counts()["both"] == 1 for m in merged)
+    assert [len(p) for p in Proposer(device="cpu")(images, cached)] == [1, 1]  # no network: the given boxes as they are

@@ -206,7 +206,9 @@ def test_propose_command_writes_file_and_reports_quality(image_folder, tmp_path,
     assert main(["propose", str(image_folder), "--out", str(out), "--workers", "1", "--gt", str(annotations)]) == 0
     captured = capsys.readouterr()
     assert "broken.jpg" in captured.err
-    assert "coverage@0.5: 1.000" in captured.out and str(out) in captured.out
+    assert str(out) in captured.out
+    row = next(line for line in captured.out.splitlines() if line.startswith("| props.db |"))
+    assert row.split("|")[3].strip() == "1.000"  # coverage@0.5 of the three rectangles in both images
     assert sorted(json.loads(out.read_text())) == ["a.png", "b.png"]
 
 
@@ -216,7 +218,34 @@ def test_propose_command_exits_1_when_nothing_is_processed(image_folder, tmp_pat
     assert not out.exists()
 
 
-def test_propose_command_refuses_two_images_with_one_name(image_folder, tmp_path) -> None:
+def test_propose_command_keys_images_by_relative_path_and_refuses_clashing_keys(image_folder, tmp_path) -> None:
     other = tmp_path / "other"
     write_image(other / "a.png", rectangles_on_noise(2))
     assert main(["propose", str(image_folder), str(other), "--out", str(tmp_path / "p.npz")]) == 2
+    write_image(image_folder / "sub" / "a.png", rectangles_on_noise(2))  # same name, another sub-folder: fine
+    out = tmp_path / "p.json"
+    assert main(["propose", str(image_folder), "--out", str(out), "--workers", "0"]) == 0
+    assert sorted(json.loads(out.read_text())) == ["a.png", "b.png", "sub/a.png"]
+
+
+def test_propose_reads_any_ground_truth_format_and_skips_what_it_cannot_read(image_folder, tmp_path, capsys) -> None:
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 160, "height": 120}],
+            "categories": [{"id": 1, "name": "box"}],
+            "annotations": [{"id": i, "image_id": 1, "category_id": 1, "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]}
+                            for i, (x1, y1, x2, y2) in enumerate(RECTS.tolist())]}
+    (tmp_path / "gt.json").write_text(json.dumps(coco))
+    out = tmp_path / "props.db"
+    assert main(["propose", str(image_folder), "--out", str(out), "--workers", "0", "--gt", str(tmp_path / "gt.json")]) == 0
+    text = capsys.readouterr().out
+    assert "1 image(s) lack an annotation or boxes in some set; measured on the other 1" in text
+    assert "ground truth: 3 boxes in 1 images" in text
+    row = next(line for line in text.splitlines() if line.startswith("| props.db |"))
+    assert row.split("|")[3].strip() == "1.000"
+
+    annotations = tmp_path / "voc"
+    write_voc_xml(annotations / "a.xml", Annotation("a.png", 160, 120, RECTS, ["x", "y", "z"]))
+    (annotations / "b.xml").write_text("<annotation><filename>b.png</filename><size>broken")
+    assert main(["propose", str(image_folder), "--out", str(out), "--workers", "0", "--gt", str(annotations)]) == 0
+    captured = capsys.readouterr()
+    assert "b.xml: malformed XML" in captured.err  # reported; the other annotation is measured, the store is kept
+    assert "resuming: 2 of 3 images are in" in captured.out and "ground truth: 3 boxes in 1 images" in captured.out

@@ -76,8 +76,8 @@ def test_resume_true_without_a_checkpoint_and_bad_export_paths_fail_before_train
     assert "last.ckpt: resume: true, but there is no checkpoint to continue from" in capsys.readouterr().err
     (tmp_path / "afile").write_text("x")
     (tmp_path / "adir.pt").mkdir()
-    for export, message in ((tmp_path / "afile" / "model.pt", "is a file, so no folder can be made there"),
-                            (tmp_path / "adir.pt", "export: is a directory")):
+    for export, message in ((tmp_path / "afile" / "model.pt", f"export: cannot be created: {tmp_path / 'afile'} is a file"),
+                            (tmp_path / "adir.pt", "export: is a directory; expected a file path")):
         path = write_config(tmp_path / "e.yaml", region_config(data, tmp_path, export=str(export)))
         assert main(["train", "regions", "--config", str(path)]) == 2
         err = capsys.readouterr().err

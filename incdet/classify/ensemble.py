@@ -1,7 +1,12 @@
-"""An ensemble of region classifiers: softmax probabilities averaged, as GoogLeNet's six-model entry."""
+"""An ensemble of region classifiers: softmax probabilities averaged, as GoogLeNet's six-model entry.
+
+Crops of several images go through each member in the same batches, so images with few proposals
+still fill a batch on the device.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Sequence
 
@@ -15,7 +20,7 @@ from incdet.structures import RegionScores
 
 
 class Ensemble(nn.Module):
-    """Scores regions of one image with every member and averages their softmax outputs.
+    """Scores the regions of a batch of images with every member and averages their softmax outputs.
 
     Members may differ in architecture, crop size and context padding (each warps the
     regions its own way), but must share one class list.
@@ -36,15 +41,31 @@ class Ensemble(nn.Module):
         return self.specs[0].classes
 
     @torch.inference_mode()
-    def forward(self, image: Tensor, boxes: Tensor) -> RegionScores:
-        """(N, 4) boxes of a normalised (3, H, W) image -> their (N, C + 1) probabilities."""
-        probs = image.new_zeros(len(boxes), len(self.classes) + 1)
+    def forward(self, images: Sequence[Tensor], boxes: Sequence[Tensor]) -> list[RegionScores]:
+        """The (N_i, 4) xyxy pixel boxes of each normalised (3, H_i, W_i) image -> their (N_i, C + 1)
+        probabilities, one :class:`RegionScores` per image."""
+        counts = [len(b) for b in boxes]
+        probs = torch.zeros(sum(counts), len(self.classes) + 1, device=images[0].device if images else "cpu")
         for spec, model in zip(self.specs, self.members):
-            for start in range(0, len(boxes), self.batch_size):
-                chunk = boxes[start : start + self.batch_size]
-                crops = warp_image_regions(image, chunk, spec.input_size, spec.context_pad).contiguous(memory_format=torch.channels_last)
-                probs[start : start + len(chunk)] += model(crops).logits.softmax(dim=1)
-        return RegionScores(probs / len(self.members))
+            for start, crops in warped_batches(images, boxes, spec.input_size, spec.context_pad, self.batch_size):
+                probs[start : start + len(crops)] += model(crops).logits.softmax(dim=1)
+        return [RegionScores(p) for p in (probs / len(self.members)).split(counts)]
+
+
+def warped_batches(
+    images: Sequence[Tensor], boxes: Sequence[Tensor], size: int, context_pad: int, batch_size: int
+) -> Iterator[tuple[int, Tensor]]:
+    """The context-padded crops of every image's boxes, in order, ``batch_size`` at a time (a batch may
+    span images): ``(index of its first box over all images, (B, 3, size, size) channels-last crops)``."""
+    if not sum(len(b) for b in boxes):
+        return
+    owner = torch.cat([torch.full((len(b),), i, dtype=torch.long) for i, b in enumerate(boxes)])
+    flat = torch.cat([b.reshape(-1, 4) for b in boxes])
+    for start in range(0, len(flat), batch_size):
+        chunk, chunk_owner = flat[start : start + batch_size], owner[start : start + batch_size]
+        crops = [warp_image_regions(images[i], chunk[(chunk_owner == i).to(chunk.device)], size, context_pad)
+                 for i in chunk_owner.unique().tolist()]
+        yield start, torch.cat(crops).contiguous(memory_format=torch.channels_last)
 
 
 def load_ensemble(paths: Sequence[str | Path], device: torch.device | str = "cpu", expected_classes: Sequence[str] | None = None) -> Ensemble:

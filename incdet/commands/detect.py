@@ -1,126 +1,172 @@
-"""``incdet detect IMAGES...``: the whole pipeline over images, to a COCO-results JSON (and drawings)."""
+"""``incdet detect IMAGES...``: the whole pipeline over images, to a COCO-results JSON (and drawings).
+
+A thin wrapper: :class:`incdet.pipeline.Pipeline` does the detecting, :mod:`incdet.engine` runs it
+over the images (resumably, in shards, locally or on Ray); this module checks the options, prints
+progress and the summary, and turns the outcome into an exit code.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from incdet.commands._batch import (
+    FOLDERS,
+    add_engine_arguments,
+    add_search_arguments,
+    check_engine_arguments,
+    interrupted,
+    open_stored,
+    run_groups,
+    search_settings,
+)
 from incdet.errors import InputError
-from incdet.io import collect_images
-from incdet.weights import DEMO_REGION_MODELS
-
-if TYPE_CHECKING:
-    import numpy as np
-
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "detect", help="detect objects in images (selective search -> Inception ensemble -> NMS)",
-        description="Exit codes: 0 done (bad images are reported and skipped), 1 no image could be processed, 2 bad input.",
+        "detect", help="detect objects in images (selective search + MultiBox -> Inception ensemble -> NMS)",
+        description=f"{FOLDERS} Results are written as they finish to OUT.parts/; rerun the same command after a crash or "
+        "Ctrl-C to resume. Exit codes: 0 done (bad images are reported and skipped), 1 no image could be processed, "
+        "2 bad input, 130 interrupted.",
     )
-    parser.add_argument("images", nargs="+", help="image files and/or folders of images")
+    parser.add_argument("images", nargs="*", metavar="IMAGES", help="image files and/or folders of images")
     parser.add_argument("--model", action="append", help="region-classifier checkpoint; repeat for an ensemble (default: the shipped demo model)")
-    parser.add_argument("--out", default="out/detections.json", help="COCO-results JSON to write (default: %(default)s)")
-    parser.add_argument("--draw", metavar="DIR", help="also write each image with its labelled boxes as DIR/<name>.png")
+    parser.add_argument("--out", type=Path, default=Path("out/detections.json"), help="COCO-results JSON to write (default: %(default)s)")
+    parser.add_argument("--draw", type=Path, metavar="DIR", help="also write each image with its labelled boxes as DIR/<key>.png")
     parser.add_argument("--draw-threshold", type=float, default=0.5, help="minimum score of drawn boxes (default: %(default)s)")
     parser.add_argument("--score-threshold", type=float, default=0.05, help="minimum score of written detections (default: %(default)s)")
     parser.add_argument("--nms-iou", type=float, default=0.3, help="per-class NMS IoU (R-CNN: 0.3; default: %(default)s)")
     parser.add_argument("--max-detections", type=int, default=100, help="per image (default: %(default)s)")
-    parser.add_argument("--superpixel-scale", type=float, default=2.0, help="selective-search superpixel size, x R-CNN's (default: %(default)s)")
-    parser.add_argument("--proposals", help="precomputed proposals (.npz/.json from `incdet propose`) instead of searching")
+    add_search_arguments(parser)
+    parser.add_argument("--proposals", type=Path, help="stored proposals instead of searching: a store (.db) or a flat .npz/.json "
+                        "from `incdet propose`, keyed like the images")
     multibox = parser.add_mutually_exclusive_group()
     multibox.add_argument("--multibox", metavar="CKPT", help="merge this MultiBox network's top-N boxes into the proposals "
-                          "(default with the demo model and no --proposals: the shipped demo MultiBox network, if present)")
+                          "(default with the demo model and no --proposals: the shipped demo MultiBox network)")
     multibox.add_argument("--no-multibox", action="store_true", help="selective search only")
     parser.add_argument("--multibox-top-n", type=int, default=200, help="MultiBox boxes per image (default: %(default)s)")
     parser.add_argument("--classes", help="class list file; refuse checkpoints trained on another list")
-    parser.add_argument("--workers", type=int, help="selective-search processes (default: one per CPU)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    add_engine_arguments(parser)
+    parser.add_argument("--merge", nargs="*", type=Path, metavar="PARTS", help="join finished shards' work folders (default: "
+                        "every OUT.shard-I-of-N.parts beside OUT) into OUT, instead of detecting")
     parser.set_defaults(func=run)
 
 
-def image_proposals(paths: list[Path], args: argparse.Namespace) -> tuple[dict[Path, np.ndarray], list[str], dict[Path, float]]:
-    """Proposals per image, from ``--proposals`` or selective search over a process pool, with the
-    top-N boxes of a MultiBox network merged in when one is configured (see ``detect_checkpoint``).
+def _pipeline(args: argparse.Namespace, device: str):
+    from incdet.data.classes import read_class_list
+    from incdet.multibox.propose import MultiBoxSettings
+    from incdet.pipeline import DEFAULT_MULTIBOX, Pipeline, Thresholds
+    from incdet.weights import DEMO_REGION_MODELS
 
-    Returns the proposals, the skipped images' one-line reasons and the search seconds per image.
-    """
-    from tqdm import tqdm
-
-    from incdet.multibox.propose import detect_checkpoint, with_multibox
-    from incdet.proposals.batch import propose_images
-    from incdet.proposals.files import load_proposals
-    from incdet.proposals.settings import SearchSettings
-
-    if args.proposals:
-        stored = load_proposals(args.proposals)
-        missing = [str(InputError(p, f"no proposals for this image in {args.proposals}")) for p in paths if p.name not in stored]
-        boxes, skipped, seconds = {p: stored[p.name] for p in paths if p.name in stored}, missing, {}
-    else:
-        with tqdm(total=len(paths), desc="proposals", unit="img") as bar:
-            run = propose_images(paths, SearchSettings(superpixel_scale=args.superpixel_scale), workers=args.workers,
-                                 on_done=lambda _: bar.update())
-        for message in run.skipped.messages():
-            tqdm.write(f"skipped {message}", file=sys.stderr)
-        boxes, skipped, seconds = run.boxes, run.skipped.messages(), run.seconds
-    checkpoint = detect_checkpoint(args.multibox, args.no_multibox, default_applies=not args.model and not args.proposals)
-    if checkpoint is None:
-        return boxes, skipped, seconds
-    return with_multibox(paths, boxes, skipped, seconds, checkpoint, args.multibox_top_n, args.device)
+    try:
+        thresholds = Thresholds(args.score_threshold, args.nms_iou, args.max_detections)
+        multibox_settings = MultiBoxSettings(top_n=args.multibox_top_n)
+    except ValueError as exc:
+        flag = str(exc).split()[0].replace("top_n", "multibox_top_n").replace("_", "-")
+        raise InputError(None, f"--{flag}: {exc}") from None
+    if not 0 <= args.draw_threshold <= 1:
+        raise InputError(None, f"--draw-threshold must be in [0, 1], got {args.draw_threshold}")
+    search = search_settings(args)
+    multibox = None if args.no_multibox else args.multibox or (None if args.proposals else DEFAULT_MULTIBOX)
+    classes = read_class_list(args.classes) if args.classes else None
+    return Pipeline(args.model or list(DEMO_REGION_MODELS), multibox, search, multibox_settings=multibox_settings,
+                    thresholds=thresholds, classes=classes, device=device)
 
 
 def run(args: argparse.Namespace) -> int:
     # Heavy imports here, not at module level: the CLI imports every command to build its parser.
-    from tqdm import tqdm
+    from incdet.engine.plan import Shard, plan_groups
+    from incdet.engine.stages import DetectStep, Drawing, Loader, StepSpec
+    from incdet.engine.work import WorkFolder, work_folder
+    from incdet.io import check_output_path, collect_images
 
-    from incdet.classify.ensemble import load_ensemble
-    from incdet.data.classes import read_class_list
-    from incdet.detector import Detector, DetectorConfig
-    from incdet.devices import resolve_device
-    from incdet.io import read_image, write_image, write_json
-    from incdet.postprocess.coco_results import to_coco_records
-    from incdet.postprocess.draw import draw_detections
+    out = check_output_path(args.out)
+    if args.merge is not None:
+        if args.images:
+            raise InputError(None, "--merge joins finished shards' work folders; give it no IMAGES")
+        return _merge(args.merge, out)
+    if not args.images:
+        raise InputError(None, "give the IMAGES to detect in (files or folders), or --merge")
+    check_engine_arguments(args)
+    shard = Shard.parse(args.shard)
+    work = check_output_path(work_folder(out, shard), folder=True)
+    drawing = Drawing(check_output_path(args.draw, folder=True), args.draw_threshold) if args.draw else None
+    # The Ray engine's actors load their own models (on their GPUs); this copy only states the settings.
+    pipeline = _pipeline(args, args.device if args.engine == "local" else "cpu")
+    records = collect_images(args.images)
+    stored, source = open_stored(args.proposals) if args.proposals else (None, {"search": pipeline.proposer.search_settings.to_dict()})
+    loader = Loader(None if stored is not None else pipeline.proposer.search_settings, stored, str(args.proposals))
+    settings = {**pipeline.settings(), "proposals": source, "group_size": args.batch_images,
+                "drawing": {"folder": str(drawing.folder.resolve()), "threshold": drawing.threshold} if drawing else None}
+    folder = WorkFolder.open(work, settings, records, shard)
+    groups = plan_groups(records, args.batch_images, shard)
+    todo = [group for group in groups if not folder.done(group)]
+    total = sum(len(g) for g in groups)
+    if len(todo) < len(groups):
+        print(f"resuming: {total - sum(len(g) for g in todo)} of {total} images are done in {work}")
 
-    device = resolve_device(args.device)
-    expected = read_class_list(args.classes) if args.classes else None
-    ensemble = load_ensemble(args.model or list(DEMO_REGION_MODELS), device, expected)
-    detector = Detector(ensemble, DetectorConfig(args.score_threshold, args.nms_iou, args.max_detections), device)
-    paths = collect_images(args.images)
-    start = time.perf_counter()
-    proposals, skipped, search_seconds = image_proposals(paths, args)
+    spec = StepSpec("detect", {**pipeline.config, "device": "auto"}, drawing)
+    step = DetectStep(pipeline, drawing) if args.engine == "local" else None
+    with folder.writer(pipeline.classes) as writer:
+        stats = run_groups(todo, loader, spec, args, writer.write, step, desc="detect")
+    if stats.interrupted:
+        return interrupted(folder.count + stats.images + stats.skipped, total, work)
 
-    records: list[dict] = []
-    for image_id, path in enumerate(tqdm(paths, desc="detect", unit="img")):
-        if path not in proposals:
-            continue
-        try:
-            image = read_image(path)
-            dets = detector.detect(image, proposals[path])
-        except InputError as exc:
-            skipped.append(str(exc))
-            tqdm.write(f"skipped {exc}", file=sys.stderr)
-            continue
-        records.extend(to_coco_records(dets, image_id, path.name, detector.classes))
-        if args.draw:
-            write_image(Path(args.draw) / f"{path.stem}.png", draw_detections(image, dets, detector.classes, args.draw_threshold))
-    processed = len(paths) - len(skipped)
-    if processed == 0:
-        print(f"incdet: error: none of the {len(paths)} images could be processed", file=sys.stderr)
+    summary = folder.summary()
+    if summary.images == 0 and summary.skipped:
+        print(f"incdet: error: none of the {total} images could be processed", file=sys.stderr)
         return 1
-    write_json(args.out, records)
-    elapsed = time.perf_counter() - start
-    # Selective search runs in parallel, so its summed seconds exceed its share of the wall time.
-    stages = {"proposals": sum(search_seconds.values()), **detector.seconds} if search_seconds else dict(detector.seconds)
-    print(f"{processed} images in {elapsed:.1f} s wall ({elapsed / processed:.2f} s/image) on {device}")
-    print("per stage, s/image: " + ", ".join(f"{name} {sec / processed:.3f}" for name, sec in stages.items()))
-    print(f"{len(records)} detections ({len(ensemble.members)}-model ensemble, classes: {', '.join(detector.classes)})")
-    if skipped:
-        print(f"{len(skipped)} images skipped:\n  " + "\n  ".join(skipped))
-    print(f"detections written to {args.out}")
-    if args.draw:
-        print(f"drawn images written to {args.draw}/")
+    folder.finish(out if shard.whole else None)
+    device = pipeline.device if args.engine == "local" else f"Ray ({args.ray_address or 'local instance'})"
+    if stats.images:
+        print(f"{stats.images} images in {stats.wall:.1f} s wall ({stats.wall / stats.images:.2f} s/image) on {device}")
+        # Selective search runs in parallel, so its summed seconds exceed its share of the wall time.
+        print(f"per stage, s/image: {stats.per_stage()}")
+    _print_summary(summary, pipeline)
+    if not shard.whole:
+        print(f"shard {shard.index}/{shard.count} done in {work}; when every shard is done: incdet detect --merge --out {out}")
+        return 0
+    print(f"detections written to {out}")
+    if drawing:
+        print(f"drawn images written to {drawing.folder}/")
+    return 0
+
+
+def _print_summary(summary, pipeline) -> None:
+    counts = summary.proposals
+    if pipeline is not None and pipeline.proposer.multibox_path is not None and summary.images:
+        n = summary.images
+        print(f"proposals: selective search + MultiBox top-{pipeline.proposer.multibox_settings.top_n} "
+              f"({pipeline.proposer.multibox_path.name}): {counts['total'] / n:.0f}/image, of which "
+              f"{counts['multibox'] / n:.0f} only MultiBox proposed and {counts['both'] / n:.0f} both stages")
+    if pipeline is not None:
+        print(f"{summary.detections} detections on {summary.images} images ({len(pipeline.ensemble.members)}-model "
+              f"ensemble, classes: {', '.join(pipeline.classes)})")
+    else:
+        print(f"{summary.detections} detections on {summary.images} images")
+    if summary.skipped:
+        print(f"{len(summary.skipped)} images skipped:\n  " + "\n  ".join(summary.skipped))
+    if summary.warnings:
+        print(f"{len(summary.warnings)} warnings (images kept):\n  " + "\n  ".join(summary.warnings))
+
+
+def _merge(folders: list[Path], out: Path) -> int:
+    from incdet.engine.work import merge
+
+    if not folders:
+        folders = sorted(out.parent.glob(f"{out.name}.shard-*-of-*.parts"))
+        if not folders:
+            raise InputError(out, f"no shard work folders ({out.name}.shard-I-of-N.parts) beside it to merge")
+    missing = [f for f in folders if not f.is_dir()]
+    if missing:
+        raise InputError(missing[0], "no such work folder")
+    summary = merge(folders, None)
+    if summary.images == 0:
+        print(f"incdet: error: the {len(folders)} shards hold no processed image", file=sys.stderr)
+        return 1
+    merge(folders, out)
+    _print_summary(summary, None)
+    print(f"merged {len(folders)} shards into {out}")
     return 0

@@ -1,160 +1,230 @@
-"""``incdet propose``: selective-search (+ MultiBox) proposals for images or folders, cached in one file."""
+"""``incdet propose``: selective-search (+ MultiBox) proposals for images, into a resumable proposal store.
+
+Each image's proposals are committed to the store (``incdet.proposals.store``) as soon as they are
+computed, so a rerun after a crash or Ctrl-C does only what is missing; ``--shard`` splits the work
+over machines and ``--merge`` joins their stores. A flat ``.npz``/``.json`` ``--out`` is exported
+from the store (kept beside it as ``OUT_STEM.db``) at the end, for other tools.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from incdet.commands._batch import (
+    FOLDERS,
+    add_engine_arguments,
+    add_search_arguments,
+    check_engine_arguments,
+    interrupted,
+    open_stored,
+    run_groups,
+    search_settings,
+)
 from incdet.errors import InputError
-from incdet.io import collect_images
 
-if TYPE_CHECKING:
-    import numpy as np
-
-    from incdet.proposals.batch import ProposalRun
-
-RECALL_COUNTS = (10, 50, 100, 300, 500, 1000, 2000)
+OUT_SUFFIXES = (".db", ".npz", ".json")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "propose",
-        help="selective-search (+ MultiBox) region proposals for images",
-        description="Compute selective-search proposals (R-CNN fast mode, GoogLeNet's doubled superpixels "
-        "by default) for images, in parallel, and save them keyed by image file name; optionally merge in a "
-        "MultiBox network's top-N boxes and compare the three sets on ground truth (--report).",
+        help="selective-search (+ MultiBox) region proposals for images, into a resumable store",
+        description="Compute selective-search proposals (R-CNN fast mode, GoogLeNet's doubled superpixels by default) "
+        f"in parallel into a proposal store, keyed by image; optionally merge in a MultiBox network's top-N boxes and "
+        f"measure them on ground truth. {FOLDERS} Rerun the same command to resume. Exit codes: 0 done, 1 no image "
+        "could be processed, 2 bad input, 130 interrupted.",
     )
-    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGES", help="image files or folders of images")
-    parser.add_argument("--out", type=Path, required=True, help="output file, .npz or .json")
-    parser.add_argument(
-        "--superpixel-scale",
-        type=float,
-        default=2.0,
-        help="multiplies R-CNN's Felzenszwalb k {50,100}; 2 = GoogLeNet's doubled superpixels (default: 2.0)",
-    )
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: number of CPUs)")
-    parser.add_argument(
-        "--gt", type=Path, default=None, metavar="ANNOTATION_DIR",
-        help="VOC XML folder; also report coverage, MABO and recall (matched by file name)",
-    )
+    parser.add_argument("images", nargs="*", type=Path, metavar="IMAGES", help="image files or folders of images")
+    parser.add_argument("--out", type=Path, required=True, help="the proposal store (.db), or a flat .npz/.json exported at the "
+                        "end from the store OUT_STEM.db beside it")
+    add_search_arguments(parser)
+    parser.add_argument("--gt", type=Path, default=None, metavar="ANNOTATIONS",
+                        help="ground truth in any format `incdet eval` reads; also report coverage, MABO and recall")
     mb = parser.add_argument_group("MultiBox (GoogLeNet's detection entry: selective search + top-N learned boxes)")
-    mb.add_argument("--proposals", type=Path, metavar="FILE", help="selective-search boxes cached by an earlier run (.npz/.json) instead of searching again")
-    mb.add_argument("--multibox", type=Path, metavar="CKPT", help="add this MultiBox network's top-N boxes; --out then holds the merged "
-                    "boxes and OUT_STEM.sources.json says which stage proposed each")
+    mb.add_argument("--proposals", type=Path, metavar="FILE", help="selective-search boxes stored by an earlier run (.db/.npz/.json) instead of searching again")
+    mb.add_argument("--multibox", type=Path, metavar="CKPT", help="add this MultiBox network's top-N boxes; the store records which "
+                    "stage proposed each box, and a flat --out gets OUT_STEM.sources.json beside it")
     mb.add_argument("--top-n", type=int, default=200, help="MultiBox boxes per image (default: %(default)s, as the paper)")
     mb.add_argument("--dedup-iou", type=float, default=0.7, help="a MultiBox box this close to a selective-search box is the same box (default: %(default)s)")
     mb.add_argument("--report", action="store_true", help="with --gt: compare selective search, MultiBox and merged (MultiBox: --multibox, "
-                    "else the shipped demo network) and write a recall plot")
+                    "else the shipped demo network) and write a recall plot; recomputes every image")
     mb.add_argument("--baseline", type=Path, action="append", default=[], metavar="FILE",
-                    help="also report these cached proposals (e.g. R-CNN's --superpixel-scale 1); repeatable")
+                    help="also report these flat proposal files (e.g. R-CNN's --superpixel-scale 1); repeatable")
     mb.add_argument("--plot", type=Path, metavar="PNG", help="recall-vs-proposals plot of --report (default: OUT_STEM_recall.png beside --out)")
+    add_engine_arguments(parser)
+    parser.add_argument("--merge", nargs="*", type=Path, metavar="STORES", help="join finished shards' stores (default: every "
+                        "OUT_STEM.shard-I-of-N.db beside OUT) into OUT, instead of proposing")
     parser.set_defaults(func=run)
 
 
-def _report_quality(boxes: dict[Path, np.ndarray], gt_dir: Path) -> None:
-    from incdet.data.voc import read_voc_dir
-    from incdet.proposals.quality import coverage, mabo, recall_at
-
-    annotations = {Path(a.filename).stem: a for a in read_voc_dir(gt_dir)}
-    matched = [(b, annotations[p.stem]) for p, b in boxes.items() if p.stem in annotations]
-    if len(matched) < len(boxes):
-        print(f"{len(boxes) - len(matched)} image(s) have no annotation in {gt_dir}; quality uses the other {len(matched)}")
-    props = [b for b, _ in matched]
-    gts = [a.boxes for _, a in matched]
-    if not sum(len(g) for g in gts):
-        print(f"no ground-truth boxes for these images in {gt_dir}; no quality report")
-        return
-    labels = [a.labels for _, a in matched]
-    print(f"ground truth: {sum(len(g) for g in gts)} boxes in {len(matched)} images")
-    print(f"coverage@0.5: {coverage(props, gts, 0.5):.3f}   MABO: {mabo(props, gts, labels):.3f}")
-    most = max(len(b) for b in props)
-    counts = [n for n in RECALL_COUNTS if n < most] + [most]
-    at5, at7 = recall_at(props, gts, 0.5, counts), recall_at(props, gts, 0.7, counts)
-    print("first N proposals  " + " ".join(f"{n:>6d}" for n in counts))
-    print("recall@0.5         " + " ".join(f"{r:6.3f}" for r in at5))
-    print("recall@0.7         " + " ".join(f"{r:6.3f}" for r in at7))
+def _store_path(out: Path, suffix: str = "") -> Path:
+    return out.with_name(f"{out.stem}{suffix}.db")
 
 
 def run(args: argparse.Namespace) -> int:
     # Heavy imports here, not at module level: the CLI imports every command to build its parser.
-    import numpy as np
-    from tqdm import tqdm
+    from incdet.engine.plan import Shard, plan_groups
+    from incdet.engine.stages import Loader, ProposeStep, StepSpec
+    from incdet.io import check_output_path, collect_images
+    from incdet.pipeline import Proposer
+    from incdet.proposals.store import FileStamp, ProposalStore
 
-    from incdet.proposals.batch import propose_images
-    from incdet.proposals.files import check_file_path, save_proposals
-    from incdet.proposals.settings import SearchSettings
-
-    out = check_file_path(args.out)
-    try:
-        settings = SearchSettings(superpixel_scale=args.superpixel_scale)
-    except ValueError as exc:
-        raise InputError(None, f"--superpixel-scale: {exc}") from None
-    if args.workers is not None and args.workers < 1:
-        raise InputError(None, f"--workers must be at least 1, got {args.workers}")
-    if args.gt is not None and not args.gt.is_dir():
-        raise InputError(args.gt, "annotation folder does not exist")
-    paths = collect_images(args.images)
-
+    out = check_output_path(args.out)
+    if out.suffix.lower() not in OUT_SUFFIXES:
+        raise InputError(out, f"--out must end in {', '.join(OUT_SUFFIXES)}")
+    if args.merge is not None:
+        if args.images:
+            raise InputError(None, "--merge joins finished shards' stores; give it no IMAGES")
+        return _merge(args.merge, out)
+    if not args.images:
+        raise InputError(None, "give the IMAGES to propose boxes for (files or folders), or --merge")
+    search = search_settings(args)
+    check_engine_arguments(args)
+    shard = Shard.parse(args.shard)
     if args.report and args.gt is None:
-        raise InputError(None, "--report needs --gt ANNOTATION_DIR to measure against")
+        raise InputError(None, "--report needs --gt ANNOTATIONS to measure against")
     if args.baseline and not args.report:
         raise InputError(None, "--baseline is only used by --report")
+    dataset = _ground_truth(args.gt) if args.gt is not None else None
+    job = None
     if args.multibox or args.report:
-        from incdet.commands._proposal_report import (
-            add_multibox_and_report,
-            prepare_multibox,
-        )
+        from incdet.commands._proposal_report import prepare_multibox
 
-        multibox = prepare_multibox(args.multibox, args.top_n, args.dedup_iou, args.baseline)
+        job = prepare_multibox(args.multibox, args.top_n, args.dedup_iou, args.baseline)
+    store_path = check_output_path(_store_path(out, shard.suffix))
+    records = collect_images(args.images)
+    stored, source = open_stored(args.proposals) if args.proposals else (None, None)
 
-    start = time.perf_counter()
-    if args.proposals:
-        result = _cached(paths, args.proposals)
-    else:
-        with tqdm(total=len(paths), unit="img", desc="selective search", file=sys.stderr) as bar:
-            result = propose_images(paths, settings, workers=args.workers, on_done=lambda _: bar.update())
-    wall = time.perf_counter() - start
-    for message in result.skipped.messages():
-        print(f"skipped {message}", file=sys.stderr)
-    if not result.boxes:
-        print(f"incdet: no image could be processed ({len(result.skipped)} skipped)", file=sys.stderr)
+    proposer = Proposer(search, job.checkpoint if job else None, job.settings if job else None, args.device) if job else Proposer(search, device=args.device)
+    # Selective search alone is recorded exactly as region training records it, so both share stores.
+    settings = search.to_dict() if source is None else {"proposals": source}
+    if job is not None:
+        settings.update(proposer.settings())
+    store = ProposalStore(store_path, settings)
+    # MultiBox batches fix the last bits of its boxes, so with it the groups must be fixed too.
+    groups = plan_groups(records, args.batch_images if job else 1, shard)
+    todo = groups if args.report else [g for g in groups if not all(_current(store, r) for r in g)]
+    total = sum(len(g) for g in groups)
+    if len(todo) < len(groups):
+        print(f"resuming: {total - sum(len(g) for g in todo)} of {total} images are in {store_path}")
+
+    parts: dict[str, dict] = {}
+
+    def write(results) -> None:
+        for result in results:
+            if result.error is None:
+                store.put(result.image.key, result.proposals, width=result.size[0], height=result.size[1],
+                          stamp=FileStamp.of(result.image.path), seconds=result.seconds.get("search"))
+                if args.report:
+                    parts[result.image.key] = {**result.parts, "merged": result.proposals.boxes.numpy()}
+
+    loader = Loader(None if stored is not None else search, stored, str(args.proposals))
+    spec = StepSpec("propose", {"search": search, "multibox": proposer.multibox_path, "multibox_settings": proposer.multibox_settings,
+                                "device": "auto"}, keep_parts=args.report)
+    stats = run_groups(todo, loader, spec, args, write, ProposeStep(proposer, args.report) if args.engine == "local" else None,
+                       desc="proposals")
+    present = [r for g in groups for r in g if r.key in store]
+    if stats.interrupted:
+        return interrupted(len(present), total, store_path)
+    if not present:
+        print(f"incdet: no image could be processed ({stats.skipped} skipped)", file=sys.stderr)
         return 1
-
-    counts = np.array([len(b) for b in result.boxes.values()])
-    done = len(result.boxes)
-    print(
-        f"{done} image(s) processed, {len(result.skipped)} skipped; proposals/image: mean {counts.mean():.0f} "
-        f"(min {counts.min()}, max {counts.max()})"
-    )
-    if result.seconds:
-        print(
-            f"seconds/image: {np.mean(list(result.seconds.values())):.2f} per worker, "
-            f"{wall / done:.2f} wall-clock over the batch"
-        )
-    boxes = result.boxes
-    if args.multibox or args.report:
-        ss_name = f"selective search ({args.proposals.name})" if args.proposals else f"selective search x{args.superpixel_scale:g}"
-        boxes = add_multibox_and_report(result.boxes, ss_name, out, multibox, args.gt if args.report else None, args.plot)
-    elif args.gt is not None:
-        _report_quality(result.boxes, args.gt)
-    save_proposals(out, {path.name: b for path, b in boxes.items()})
-    print(f"wrote proposals for {len(boxes)} image(s) to {out}")
+    _print_counts(store, present, stats, job is not None)
+    if dataset is not None:
+        _report(args, out, store, present, parts, job, dataset)
+    if not shard.whole:
+        print(f"shard {shard.index}/{shard.count} done in {store_path}; when every shard is done: incdet propose --merge --out {out}")
+    elif out != store_path:
+        _export(out, store, [r.key for r in present], job is not None)
+    else:
+        print(f"proposals for {len(present)} image(s) are in {store_path}")
     return 0
 
 
-def _cached(paths: list[Path], cache: Path) -> ProposalRun:
-    """Selective-search boxes of ``paths`` from an earlier run's file; images it lacks are skipped."""
-    from incdet.proposals.batch import ProposalRun
-    from incdet.proposals.files import load_proposals
+def _current(store, record) -> bool:
+    try:
+        return store.is_current(record.key, record.path)
+    except OSError:  # the file is gone or unreadable: not done; the search will say why
+        return False
 
-    stored = load_proposals(cache)
-    run = ProposalRun()
-    for path in paths:
-        if path.name in stored:
-            run.boxes[path] = stored[path.name]
-        else:
-            run.skipped.skip("image", path, f"no proposals for this image in {cache}")
-    return run
+
+def _ground_truth(path: Path):
+    from incdet.data.dataset import load_dataset
+
+    dataset = load_dataset(path)
+    if len(dataset.skipped):
+        print(f"ground truth {path}: {dataset.skipped.summary()}", file=sys.stderr)
+        for message in dataset.skipped.messages():
+            print(f"  {message}", file=sys.stderr)
+    return dataset
+
+
+def _print_counts(store, present, stats, merged: bool) -> None:
+    import numpy as np
+
+    from incdet.commands._proposal_report import describe_counts
+
+    counts, sources = [], []
+    for record in present:  # one row at a time: memory stays flat in the number of images
+        proposals = store[record.key]
+        counts.append(len(proposals))
+        sources.append(proposals.counts())
+    counts = np.array(counts)
+    print(f"{len(present)} image(s) processed, {stats.skipped} skipped; proposals/image: mean {counts.mean():.0f} "
+          f"(min {counts.min()}, max {counts.max()})")
+    if stats.images and stats.seconds.get("search"):
+        print(f"seconds/image: {stats.seconds['search'] / stats.images:.2f} per worker, {stats.wall / stats.images:.2f} "
+              "wall-clock over the batch")
+    if merged:
+        print(describe_counts(sources))
+
+
+def _report(args, out: Path, store, present, parts, job, dataset) -> None:
+    from incdet.proposals.report import quality_report
+
+    if not args.report:
+        print(quality_report({store.path.name: {r.key: store[r.key].boxes.numpy() for r in present}}, dataset))
+        return
+    ss_name = f"selective search ({args.proposals.name})" if args.proposals else f"selective search x{args.superpixel_scale:g}"
+    names = {"selective_search": ss_name, "multibox": f"MultiBox top-{job.settings.top_n}", "merged": "merged"}
+    sets = {label: {key: p[part] for key, p in parts.items()} for part, label in names.items()}
+    plot = args.plot or out.with_name(f"{out.stem}_recall.png")
+    print(quality_report({**sets, **job.baselines}, dataset, plot, f"{args.gt}: proposals per image vs recall"))
+    print(f"wrote the recall plot to {plot}")
+
+
+def _export(out: Path, store, keys: list[str], merged: bool) -> None:
+    from incdet.commands._proposal_report import sources_path, write_sources
+    from incdet.proposals.files import save_proposals
+
+    save_proposals(out, {key: store[key].boxes.numpy() for key in keys})
+    if merged:
+        write_sources(sources_path(out), {key: store[key] for key in keys})
+        print(f"wrote the source of every merged box to {sources_path(out)}")
+    print(f"wrote proposals for {len(keys)} image(s) to {out} (store: {store.path})")
+
+
+def _merge(stores: list[Path], out: Path) -> int:
+    from incdet.proposals.store import ProposalStore
+
+    target = _store_path(out)
+    if not stores:
+        stores = sorted(out.parent.glob(f"{out.stem}.shard-*-of-*.db"))
+        if not stores:
+            raise InputError(out, f"no shard stores ({out.stem}.shard-I-of-N.db) beside it to merge")
+    shards = [re.fullmatch(rf"{re.escape(out.stem)}\.shard-(\d+)-of-(\d+)\.db", s.name) for s in stores]
+    if all(shards):
+        found = sorted((int(m[1]), int(m[2])) for m in shards)
+        count = found[0][1]
+        if found != [(i, count) for i in range(1, count + 1)]:
+            raise InputError(out, f"merge needs each of the {count} shards once, found shards {[f'{i}/{n}' for i, n in found]}")
+    opened = [ProposalStore(s, readonly=True) for s in stores]
+    merged = ProposalStore(target, opened[0].settings)
+    rows = sum(merged.update_from(s) for s in opened)
+    print(f"merged {rows} image(s) from {len(stores)} shard store(s) into {target}")
+    if out != target:
+        _export(out, merged, list(merged), "multibox" in merged.settings and merged.settings["multibox"] is not None)
+    return 0

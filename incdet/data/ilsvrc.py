@@ -1,151 +1,61 @@
-"""The ILSVRC-DET (2013/2014) devkit layout: images, XML annotations, image sets, blacklist.
+"""ILSVRC-DET ground truth: one split of either release layout (``ilsvrc_layout``) as a Dataset.
 
-Layout under the root (the Kaggle copy nests it one level deeper, in ``ILSVRC/``)::
+Coordinates: ILSVRC boxes are 0-based *inclusive* pixel indices (a box covering the first pixel
+column has ``xmin = 0``; the devkit's ``eval_detection.m`` computes a width as ``xmax - xmin +
+1``). They become incdet's continuous coordinates with an exclusive far edge, ``[xmin, ymin,
+xmax + 1, ymax + 1]``, so ``x2 - x1`` is the devkit's width and overlaps and the small-object
+threshold come out exactly as in the devkit.
 
-    Data/DET/{train,val}/<entry>.JPEG            the images
-    Annotations/DET/{train,val}/<entry>.xml      one XML per image (PASCAL-like)
-    ImageSets/DET/val.txt                        "<entry> <image number>" per line
-    ImageSets/DET/train_<k>.txt                  "<entry> 1" (has class k) or "<entry> -1" (has not)
-    devkit/data/ILSVRC2014_det_validation_blacklist.txt   "<image number> <synset>" per line
-
-``<entry>`` is a path without extension relative to the split folder, e.g.
-``ILSVRC2012_val_00000001`` or ``ILSVRC2013_train/n01443537/n01443537_10007``.
-
-Coordinates: ILSVRC boxes are 0-based *inclusive* pixel indices (a box covering the first
-pixel column has ``xmin = 0``; the devkit's ``eval_det.m`` computes a width as
-``xmax - xmin + 1``). PASCAL-VOC uses the same inclusive convention but 1-based. Both become
-incdet's continuous coordinates with an exclusive far edge: ILSVRC ``[xmin, ymin, xmax+1,
-ymax+1]``, VOC ``[xmin-1, ymin-1, xmax, ymax]``; either way ``x2 - x1`` is the devkit's width,
-so overlaps and the small-object threshold come out exactly as in the devkit.
+For training (``purpose="train"``) every validation image that the blacklist names for any
+class is left out, as R-CNN did (its ``imdb.is_blacklisted`` is skipped by ``rcnn_train.m``, the
+bounding-box regressor and its val1/val2 split), and reported; for evaluation only the listed
+image/class pairs are ignored, as ``eval_detection.m`` does.
 """
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from incdet.data.checks import check_annotation
+from incdet.data.ilsvrc_classes import CLASSES_FILE, check_meta_det, det_synsets
+from incdet.data.ilsvrc_layout import Layout, split_of
+from incdet.data.ilsvrc_lists import (
+    PARTIAL,
+    ListEntry,
+    iter_labelled_list,
+    read_blacklist,
+    read_image_set,
+)
 from incdet.data.records import Annotation, Dataset
 from incdet.errors import InputError
 from incdet.structures import SkipReport
 
-CLASSES_FILE = Path(__file__).with_name("ilsvrc_det_classes.tsv")
 IMAGE_SUFFIX = ".JPEG"
-_PER_CLASS_LIST = re.compile(r"^(?P<split>.+)_(?P<index>\d+)$")
-
-
-@dataclass(frozen=True)
-class Synset:
-    index: int  # 1-based ILSVRC2014_DET_ID
-    wnid: str  # WordNet id, e.g. n01503061
-    name: str  # e.g. "bird"
-
-
-@lru_cache(maxsize=1)
-def det_synsets() -> tuple[Synset, ...]:
-    """The 200 ILSVRC-DET classes in devkit order (shipped as ``ilsvrc_det_classes.tsv``)."""
-    rows = CLASSES_FILE.read_text().splitlines()[1:]
-    return tuple(Synset(int(i), wnid, name) for i, wnid, name in (row.split("\t") for row in rows))
+PURPOSES = ("eval", "train")
 
 
 @dataclass
-class ClassImages:
-    """One class's per-class image lists (``<split>_<k>.txt``)."""
+class IlsvrcDataset(Dataset):
+    """A Dataset with what only ILSVRC has."""
 
-    positives: list[str]
-    negatives: list[str]
-
-
-def find_root(path: Path) -> Path | None:
-    """The devkit root at ``path`` (or its Kaggle ``ILSVRC/`` child), if it is one."""
-    for candidate in (path, path / "ILSVRC"):
-        if (candidate / "ImageSets" / "DET").is_dir() or (candidate / "Annotations" / "DET").is_dir():
-            return candidate
-    return None
-
-
-def locate(path: Path, split: str | None) -> tuple[Path, str, Path | None] | None:
-    """``(root, split folder, subset)`` if ``path`` is, or lies in, an ILSVRC-DET layout.
-
-    ``subset`` is an image-set file or an annotation sub-folder to read instead of the whole
-    split (None: the split's ``<split>.txt``). None when ``path`` is not ILSVRC at all.
-    """
-    path = path.resolve()
-    if path.is_dir() and (root := find_root(path)) is not None:
-        return root, split or "val", None
-    parts = path.parts
-    if path.is_file() and path.suffix == ".txt" and parts[-3:-1] == ("ImageSets", "DET"):
-        root = path.parents[2]
-        return root, split or _split_of_set_file(root, path.stem), path
-    for i in range(len(parts) - 2):
-        if parts[i:i + 2] == ("Annotations", "DET") and path.is_dir():
-            root = Path(*parts[:i])
-            if i + 2 == len(parts):
-                return root, split or "val", None
-            if i + 3 == len(parts):
-                return root, parts[i + 2], None
-            return root, parts[i + 2], path
-    return None
-
-
-def _split_of_set_file(root: Path, stem: str) -> str:
-    """The split folder an image-set file refers to: ``val`` for val.txt, val1.txt or
-    val_17.txt, ``train`` for train_3.txt (the longest split folder the name starts with)."""
-    folders = {p.name for base in (root / "Annotations" / "DET", root / "Data" / "DET") if base.is_dir()
-               for p in base.iterdir() if p.is_dir()} | {"train", "val", "test"}
-    matches = [f for f in folders if stem.startswith(f)]
-    return max(matches, key=len) if matches else stem
-
-
-def read_image_set(path: Path, report: SkipReport, labels: bool = False) -> list[tuple[str, int | None]]:
-    """``(entry, number)`` per line of an image-set file. The number column is optional, except
-    in a per-class list (``labels=True``), where it must be 1 (positive) or -1 (negative)."""
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"cannot read image-set file ({exc})") from None
-    entries = []
-    for lineno, line in enumerate(lines, 1):
-        fields = line.split()
-        if not fields:
-            continue
-        if labels and (len(fields) != 2 or fields[1] not in ("1", "-1")):
-            report.skip("line", f"{path}:{lineno}", f"expected '<image> 1' or '<image> -1', got {line.strip()!r}")
-        elif len(fields) > 2 or (len(fields) == 2 and not re.fullmatch(r"-?\d+", fields[1])):
-            report.skip("line", f"{path}:{lineno}", f"expected '<image> [<number>]', got {line.strip()!r}")
-        else:
-            entries.append((fields[0], int(fields[1]) if len(fields) == 2 else None))
-    return entries
-
-
-def read_class_image_lists(root: Path, split: str, report: SkipReport) -> dict[str, ClassImages]:
-    """Per-class positive/negative image lists ``ImageSets/DET/<split>_<k>.txt`` by synset id."""
-    lists: dict[str, ClassImages] = {}
-    synsets = det_synsets()
-    for path in sorted((root / "ImageSets" / "DET").glob(f"{split}_*.txt")):
-        match = _PER_CLASS_LIST.match(path.stem)
-        if not match or match["split"] != split:
-            continue
-        k = int(match["index"])
-        if not 1 <= k <= len(synsets):
-            report.skip("annotation file", path, f"class index {k} is not one of the {len(synsets)} DET classes")
-            continue
-        entries = read_image_set(path, report, labels=True)
-        lists[synsets[k - 1].wnid] = ClassImages([e for e, label in entries if label == 1],
-                                                 [e for e, label in entries if label == -1])
-    return lists
+    # image file name -> its index in the image set (val.txt's second column): the devkit
+    # submission format's <image_index>; empty when the image set has no index column
+    image_numbers: dict[str, int] = field(default_factory=dict)
+    # image file name -> classes the image is a partial positive for (label 0): not every
+    # instance of them is boxed, so unboxed regions there are not reliable background
+    partial: dict[str, frozenset[str]] = field(default_factory=dict)
+    release: str = ""  # "2015" or "2014" (layout it was read from)
 
 
 def read_ilsvrc_xml(path: Path, filename: str, report: SkipReport) -> Annotation | None:
     """One ILSVRC XML; None (reported) when the file is unusable, bad objects skipped one by one.
 
-    Only ``name`` and ``bndbox`` are read: ILSVRC-DET has no difficult flag, and eval_det.m
+    Only ``name`` and ``bndbox`` are read: ILSVRC-DET has no difficult flag, and the devkit
     reads nothing else either."""
     try:
         root = ET.parse(path).getroot()
@@ -188,104 +98,139 @@ def read_ilsvrc_xml(path: Path, filename: str, report: SkipReport) -> Annotation
     return check_annotation(ann, None, report, path)
 
 
-def find_blacklist(root: Path) -> Path | None:
-    """The devkit's ``*det_validation_blacklist.txt`` next to or inside the root, if present."""
-    for base in (root, root.parent):
-        for devkit in ("devkit", "ILSVRC2014_devkit", "ILSVRC2013_devkit", "ILSVRC2015_devkit", "ILSVRC2015/devkit"):
-            found = sorted((base / devkit / "data").glob("*det_validation_blacklist.txt"))
-            if found:
-                return found[-1]
-    return None
-
-
-def read_blacklist(path: Path, filename_of_number: dict[int, str], report: SkipReport) -> dict[str, frozenset[str]]:
-    """Image/class pairs the devkit leaves out of the evaluation: ``<image number> <synset>``."""
-    known = {s.wnid for s in det_synsets()}
-    pairs: dict[str, set[str]] = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
-        where = f"{path}:{lineno}"
-        if len(fields) != 2 or not fields[0].isdigit():
-            report.skip("line", where, f"expected '<image number> <synset>', got {line.strip()!r}")
-        elif fields[1] not in known:
-            report.skip("line", where, f"unknown synset {fields[1]!r}")
-        elif int(fields[0]) not in filename_of_number:
-            report.skip("line", where, f"image number {fields[0]} is not in the image set")
-        else:
-            pairs.setdefault(filename_of_number[int(fields[0])], set()).add(fields[1])
-    return {name: frozenset(wnids) for name, wnids in pairs.items()}
-
-
-def read_ilsvrc_dataset(root: Path, split: str = "val", subset: Path | None = None,
-                        blacklist: Path | None = None) -> Dataset:
+def read_ilsvrc_dataset(layout: Layout, split: str = "val", subset: Path | None = None,
+                        blacklist: Path | None = None, purpose: str = "eval") -> IlsvrcDataset:
     """Ground truth of one split (or of ``subset``: an image-set file or annotation sub-folder).
 
     Images listed without an XML file are images without objects (as the negative training
-    images are); their size comes from the image header. The validation blacklist is applied
-    when the image set carries image numbers (``val.txt`` does).
+    images are); their size comes from the image header. ``purpose="train"`` also skips listed
+    images whose image file is missing, and every image the validation blacklist names.
     """
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose must be one of {PURPOSES}")
+    meta = layout.devkit_data / "meta_det.mat" if layout.devkit_data else None
+    if meta is not None and meta.is_file():
+        check_meta_det(meta)
     report = SkipReport()
-    ann_dir, image_dir = root / "Annotations" / "DET" / split, root / "Data" / "DET" / split
-    entries = _entries(root, split, subset, ann_dir, report)
-    annotations, seen = [], set()
-    filename_of_number: dict[int, str] = {}
-    for entry, number in entries:
-        filename = entry + IMAGE_SUFFIX
+    image_dir, ann_dir = layout.folders(split)
+    entries, partial_names = _entries(layout, split, subset, ann_dir, report)
+    annotations, numbers, partial, seen = [], {}, {}, {}
+    for e in entries:
+        filename = layout.entry(e.name, split) + IMAGE_SUFFIX
         if filename in seen:
-            report.skip("image", f"{root / 'ImageSets' / 'DET'}", f"image {entry!r} is listed twice")
+            report.skip("image", e.where, f"image {e.name!r} is listed twice (first at {seen[filename]})")
             continue
-        xml = ann_dir / f"{entry}.xml"
-        ann = read_ilsvrc_xml(xml, filename, report) if xml.is_file() else _image_without_objects(
-            image_dir / filename, report)
+        image = image_dir / filename
+        if purpose == "train" and not image.is_file():
+            report.skip("image", e.where, f"image {image} not found")
+            continue
+        xml = ann_dir / f"{filename[:-len(IMAGE_SUFFIX)]}.xml" if ann_dir is not None else None
+        ann = read_ilsvrc_xml(xml, filename, report) if xml is not None and xml.is_file() \
+            else _image_without_objects(image, e.where, report)
         if ann is None:
             continue
         ann.filename = filename
-        seen.add(filename)
+        seen[filename] = e.where
         annotations.append(ann)
-        if number is not None:
-            filename_of_number[number] = filename
+        if e.number is not None:
+            numbers[filename] = e.number
+        if e.name in partial_names:
+            partial[filename] = frozenset(partial_names[e.name])
     if not annotations:
-        raise InputError(ann_dir, f"no usable annotations for split {split!r} ({report.summary()})")
-    ignored: dict[str, frozenset[str]] = {}
-    blacklist = blacklist or (find_blacklist(root) if split == "val" else None)
-    if blacklist is not None and filename_of_number:
-        ignored = read_blacklist(blacklist, filename_of_number, report)
+        raise InputError(subset or ann_dir or image_dir, f"no usable images for split {split!r} ({report.summary()})")
+    blacklist = blacklist or (layout.devkit_file("*det_validation_blacklist.txt") if split_of(split) == "val" else None)
+    ignored = _blacklisted(layout, blacklist, subset, entries, set(seen), report) if blacklist else {}
+    if purpose == "train" and ignored:
+        for ann in annotations:
+            if ann.filename in ignored:
+                report.skip("image", ann.filename, f"in the validation blacklist {blacklist} for "
+                                                   f"{', '.join(sorted(ignored[ann.filename]))}; left out of "
+                                                   "training as R-CNN did")
+        annotations = [a for a in annotations if a.filename not in ignored]
+        numbers = {f: n for f, n in numbers.items() if f not in ignored}
+        ignored = {}
     synsets = det_synsets()
-    classes = [s.wnid for s in synsets]
-    return Dataset("ilsvrc", classes, annotations, report, image_dir, {s.wnid: s.name for s in synsets},
-                   {s.index: s.wnid for s in synsets}, ignored, f"ILSVRC-DET {len(synsets)} synsets ({CLASSES_FILE.name})")
+    checked = f", checked against {meta}" if meta is not None and meta.is_file() else ""
+    return IlsvrcDataset("ilsvrc", [s.wnid for s in synsets], annotations, report, image_dir,
+                         {s.wnid: s.name for s in synsets}, {s.index: s.wnid for s in synsets}, ignored,
+                         f"ILSVRC-DET {len(synsets)} synsets ({CLASSES_FILE.name}{checked})",
+                         image_numbers=numbers, partial=partial, release=layout.release)
 
 
-def _entries(root: Path, split: str, subset: Path | None, ann_dir: Path, report: SkipReport) -> list[tuple[str, int | None]]:
-    """The images to read: an image-set file, else the per-class lists, else every XML."""
+def _entries(layout: Layout, split: str, subset: Path | None, ann_dir: Path | None,
+             report: SkipReport) -> tuple[list[ListEntry], dict[str, set[str]]]:
+    """The images to read and, per entry, the classes it is a partial positive for: an image-set
+    file, else the union of the per-class lists, else every XML of the split."""
+    synsets = det_synsets()
     if subset is not None and subset.is_file():
-        if _PER_CLASS_LIST.match(subset.stem):  # its second column is a label, not an image number
-            return [(e, None) for e, _ in read_image_set(subset, report, labels=True)]
-        return read_image_set(subset, report)
-    if subset is not None:  # an annotation sub-folder
-        return [(str(p.relative_to(ann_dir).with_suffix("")), None) for p in sorted(subset.rglob("*.xml"))]
-    set_file = root / "ImageSets" / "DET" / f"{split}.txt"
-    if set_file.is_file():
-        return read_image_set(set_file, report)
-    per_class = read_class_image_lists(root, split, report)
-    if per_class:
-        names = sorted({e for lists in per_class.values() for e in lists.positives + lists.negatives})
-        return [(e, None) for e in names]
-    if not ann_dir.is_dir():
-        raise InputError(root, f"no ImageSets/DET/{split}.txt and no Annotations/DET/{split} folder")
-    return [(str(p.relative_to(ann_dir).with_suffix("")), None) for p in sorted(ann_dir.rglob("*.xml"))]
+        per_class = layout.is_class_list(subset)
+        if per_class is None:
+            return read_image_set(subset, report), {}
+        files = [(subset, *per_class)]
+    elif subset is not None:  # an annotation sub-folder
+        return _all_xml(subset, ann_dir), {}
+    else:
+        files = layout.class_list_files(split)
+    set_file = layout.set_file(split)
+    listed = read_image_set(set_file, report) if subset is None and set_file.is_file() else None
+    union: dict[str, ListEntry] = {}
+    partial: dict[str, set[str]] = {}
+    for path, k, label in files:
+        if not 1 <= k <= len(synsets):
+            report.skip("annotation file", path, f"class index {k} is not one of the {len(synsets)} DET classes")
+            continue
+        for name, value, lineno in iter_labelled_list(path, label, report):
+            if listed is None and name not in union:
+                union[name] = ListEntry(name, None, f"{path}:{lineno}")
+            if value == PARTIAL:
+                partial.setdefault(name, set()).add(synsets[k - 1].wnid)
+    if listed is not None:
+        return listed, partial
+    if union:
+        return [union[name] for name in sorted(union)], partial
+    if ann_dir is None or not ann_dir.is_dir():
+        raise InputError(layout.root, f"no {set_file.name} in {layout.lists}, no per-class lists and no "
+                                      f"annotation folder for split {split!r}")
+    return _all_xml(ann_dir, ann_dir), {}
 
 
-def _image_without_objects(image: Path, report: SkipReport) -> Annotation | None:
+def _all_xml(folder: Path, ann_dir: Path | None) -> list[ListEntry]:
+    base = ann_dir if ann_dir is not None else folder
+    return [ListEntry(str(p.relative_to(base).with_suffix("")), None, str(p)) for p in sorted(folder.rglob("*.xml"))]
+
+
+def _blacklisted(layout: Layout, path: Path, subset: Path | None, entries: list[ListEntry], loaded: set[str],
+                 report: SkipReport) -> dict[str, frozenset[str]]:
+    """Image/class pairs of the loaded images that the blacklist names. Its image numbers are
+    val.txt's, also when a subset (e.g. R-CNN's renumbered val1.txt) was read."""
+    val_txt = layout.set_file("val")
+    if val_txt.is_file():
+        names = {e.number: e.name for e in read_image_set(val_txt, SkipReport()) if e.number is not None}
+    elif (subset is None or subset.stem == "val") and entries and all(e.number is not None for e in entries):
+        names = {e.number: e.name for e in entries}
+        report.warn(path, f"no {val_txt}: its image numbers are taken to be those of the image set read")
+    else:
+        report.warn(path, f"not applied: no {val_txt} to say which images its numbers are")
+        return {}
+    pairs: dict[str, set[str]] = {}
+    for number, wnid, where in read_blacklist(path, report):
+        if number not in names:
+            report.skip("line", where, f"image number {number} is not in {val_txt.name}")
+            continue
+        filename = layout.entry(names[number], "val") + IMAGE_SUFFIX
+        if filename in loaded:
+            pairs.setdefault(filename, set()).add(wnid)
+    return {name: frozenset(wnids) for name, wnids in pairs.items()}
+
+
+def _image_without_objects(image: Path, where: str, report: SkipReport) -> Annotation | None:
     if not image.is_file():
-        report.skip("image", image, "listed in the image set but has neither an annotation file nor an image")
+        report.skip("image", where, f"{image.name} is listed but has neither an annotation file nor an image")
         return None
     try:
         with Image.open(image) as im:  # reads the header only
             width, height = im.size
     except (OSError, UnidentifiedImageError) as exc:
-        report.skip("image", image, f"no annotation file and the image is unreadable ({exc})")
+        report.skip("image", where, f"{image.name}: no annotation file and the image is unreadable ({exc})")
         return None
     return Annotation(image.name, width, height)

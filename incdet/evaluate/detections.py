@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from itertools import chain, repeat
 from operator import itemgetter
 from pathlib import PurePath
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -204,8 +204,7 @@ class _RecordChecker:
 
 def _check_boxes(d: DetectionArrays, filenames: Sequence[str], sizes: np.ndarray, report: SkipReport,
                  source: str) -> DetectionArrays:
-    """Skip non-finite or negative-size boxes; warn about (but keep) boxes outside the image,
-    which are simply false positives unless they still overlap an object."""
+    """Skip non-finite or negative-size boxes, turn xywh into xyxy, warn about boxes outside."""
     x, y, w, h = d.boxes.T
     good = np.isfinite(d.boxes).all(axis=1) & (w >= 0) & (h >= 0)
     for k in np.flatnonzero(~good):
@@ -214,12 +213,20 @@ def _check_boxes(d: DetectionArrays, filenames: Sequence[str], sizes: np.ndarray
                                          f"{d.boxes[k].tolist()}: {problem}")
     d = DetectionArrays(d.record[good], d.image[good], d.label[good], d.boxes[good].copy(), d.scores[good])
     d.boxes[:, 2:] += d.boxes[:, :2]  # xywh -> xyxy
+    warn_outside(d, filenames, sizes, report, source)
+    return d
+
+
+def warn_outside(d: DetectionArrays, filenames: Sequence[str], sizes: np.ndarray, report: SkipReport,
+                 source: str, name: Callable[[int], str] = "detection #{}".format) -> None:
+    """Warn about (and keep) continuous xyxy boxes reaching beyond EDGE_TOLERANCE_PX outside
+    their image: they are simply false positives unless they still overlap an object.
+    ``name(record)`` says which detection it is (default ``detection #<record>``)."""
     width, height = sizes[d.image, 0], sizes[d.image, 1]
     tol = EDGE_TOLERANCE_PX
     outside = ((d.boxes[:, 0] < -tol) | (d.boxes[:, 1] < -tol)
                | (d.boxes[:, 2] > width + tol) | (d.boxes[:, 3] > height + tol))
     for k in np.flatnonzero(outside):
-        report.warn(source, f"detection #{d.record[k]} ({filenames[d.image[k]]}): box "
+        report.warn(source, f"{name(int(d.record[k]))} ({filenames[d.image[k]]}): box "
                             f"{[round(v, 2) for v in d.boxes[k].tolist()]} extends outside the "
                             f"{width[k]:g}x{height[k]:g} image (kept)")
-    return d

@@ -9,7 +9,7 @@ This is the order the ILSVRC devkit (MATLAB's stable ``sort``) and pycocotools (
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from incdet.data.checks import check_annotation
 from incdet.data.records import Annotation
 from incdet.errors import InputError
 from incdet.evaluate.ap import average_precision, precision_recall
-from incdet.evaluate.detections import DetectionArrays, detection_arrays
+from incdet.evaluate.detections import DetectionArrays, detection_arrays, warn_outside
 from incdet.evaluate.matching import (
     IGNORED,
     TRUE_POSITIVE,
@@ -77,16 +77,45 @@ def evaluate_detections(gts: Sequence[Annotation], dets: Sequence[Mapping[str, A
     ``classes``). Bad records and ground-truth objects are skipped and listed in
     ``result.skipped`` with ``source`` (the detections file) or the image name.
     """
-    classes = list(classes)
-    if not classes:
-        raise InputError(None, "no classes to evaluate (empty class list)")
+    classes = _class_list(classes)
     report = SkipReport()
     gts = _unique_images(gts, classes, report)
-    filenames = [a.filename for a in gts]
     sizes = np.array([[a.width, a.height] for a in gts], np.float64).reshape(-1, 2)
+    d = detection_arrays(dets, [a.filename for a in gts], sizes, classes, category_ids, report, source)
+    return _evaluate(gts, d, len(dets), classes, iou_threshold, small_object_rule, ignored, report)
+
+
+def evaluate_detection_arrays(gts: Sequence[Annotation], dets: DetectionArrays, num_records: int,
+                              classes: Sequence[str], iou_threshold: float = 0.5, small_object_rule: bool = True,
+                              ignored: Mapping[str, frozenset[str]] | None = None,
+                              report: SkipReport | None = None, source: str = "detections",
+                              name: Callable[[int], str] = "detection #{}".format) -> EvalResult:
+    """The same for detections already checked and indexed (e.g. read from a devkit submission
+    file): ``dets.image`` indexes ``gts``, ``dets.label`` ``classes``, ``dets.boxes`` are
+    continuous xyxy, ``dets.record`` < ``num_records`` positions in the input. ``report`` holds
+    what the reader skipped; boxes outside their image are warned about in it as well, each
+    named ``name(record)``."""
+    classes = _class_list(classes)
+    report = report if report is not None else SkipReport()
+    unique = _unique_images(gts, classes, report)
+    if len(unique) != len(gts):
+        raise InputError(None, "detections indexed by image need ground truth without duplicate images")
+    warn_outside(dets, [a.filename for a in unique], np.array([[a.width, a.height] for a in unique],
+                                                             np.float64).reshape(-1, 2), report, source, name)
+    return _evaluate(unique, dets, num_records, classes, iou_threshold, small_object_rule, ignored, report)
+
+
+def _class_list(classes: Sequence[str]) -> list[str]:
+    if not classes:
+        raise InputError(None, "no classes to evaluate (empty class list)")
+    return list(classes)
+
+
+def _evaluate(gts: list[Annotation], d: DetectionArrays, num_records: int, classes: list[str], iou_threshold: float,
+              small_object_rule: bool, ignored: Mapping[str, frozenset[str]] | None, report: SkipReport) -> EvalResult:
+    filenames = [a.filename for a in gts]
     gt = _ground_truth(gts, classes)
-    d = detection_arrays(dets, filenames, sizes, classes, category_ids, report, source)
-    status = np.full(len(dets), SKIPPED, np.int8)
+    status = np.full(num_records, SKIPPED, np.int8)
 
     blocked = _blacklisted(ignored or {}, filenames, classes, len(classes))
     gt_keep = ~np.isin(gt.image * len(classes) + gt.label, blocked)

@@ -1,6 +1,6 @@
 """Greedy detection-to-ground-truth matching with ILSVRC-DET's rules, vectorised.
 
-The rules (the devkit's ``eval_det.m``; COCO and VOC differ only where noted in
+The rules (the devkit's ``eval_detection.m``; COCO and VOC differ only where noted in
 docs/evaluation.md):
 
 * Within one image and class, detections are taken in decreasing score (ties: the order in

@@ -4,10 +4,9 @@ Trunk: GoogLeNet's feature stack up to inception4e (torchvision blocks, width-sc
 so a 160 px input leaves a 10x10 grid. Head: each prior box pools the (1x1-reduced) features under
 it with ``roi_align`` and one small predictor, shared by all priors, turns those features and the
 prior's own coordinates into an offset and an objectness score. Erhan et al. give every output its
-own fully connected weights instead, which needs far more images than the demo's 240: trained from
-scratch on them, such a head (flattened 5x5 grid, 256 hidden units) stayed at the validation loss
-of the positive base rate for 9 epochs, while the shared predictor learns from every object for
-every prior.
+own fully connected weights instead; each of those K predictors learns only from the objects
+matched to its own prior, while the shared predictor learns from every object for every prior,
+which is what a dataset of a few hundred images (the demo's 240) can support.
 
 Output k is prior k plus an offset scaled by the prior's size, in coordinates normalised by the
 image width and height, as the paper regresses them; the whole image is resized (anisotropically)

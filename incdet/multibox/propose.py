@@ -1,4 +1,4 @@
-"""MultiBox proposals for images, and merging them into selective search's (what ``detect`` calls).
+"""MultiBox proposals for images, and merging them into selective search's.
 
 A MultiBox network outputs K scored boxes per image; like Erhan et al. we keep the top-scoring
 ones after non-maximum suppression (so near-copies do not use up the top-N budget) and scale them
@@ -7,23 +7,16 @@ back to the image's own pixel coordinates.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torchvision.ops import nms, remove_small_boxes
 
-from incdet.devices import resolve_device
-from incdet.errors import InputError
-from incdet.io import read_image
-from incdet.multibox.checkpoint import load_multibox
 from incdet.multibox.network import MultiBoxNet, resize_image, to_pixels
-from incdet.proposals.merge import MergedProposals, merge_proposals
-from incdet.structures import SkipReport
-from incdet.weights import DEMO_MULTIBOX
+from incdet.proposals.merge import merge_proposals
+from incdet.structures import Proposals
 
 TOP_N = 200  # the GoogLeNet entry added 200 MultiBox boxes per image
 NMS_IOU = 0.7
@@ -76,91 +69,7 @@ def predict_images(
     return results
 
 
-@dataclass
-class MultiBoxRun:
-    """Per image: its (boxes, scores), the seconds it took, and the images that could not be read."""
-
-    proposals: dict[Path, tuple[np.ndarray, np.ndarray]]
-    seconds: dict[Path, float]
-    skipped: SkipReport
-
-
-def propose_multibox(
-    paths: Sequence[Path],
-    checkpoint: str | Path,
-    settings: MultiBoxSettings = MultiBoxSettings(),
-    device: torch.device | str = "cpu",
-    on_done: Callable[[Path], None] | None = None,
-) -> MultiBoxRun:
-    """MultiBox proposals for image files; unreadable images are listed, never fatal."""
-    _, model = load_multibox(checkpoint, device)
-    run = MultiBoxRun({}, {}, SkipReport())
-    for path in paths:
-        start = time.perf_counter()
-        try:
-            image = read_image(path)
-        except InputError as exc:
-            run.skipped.skip_error("image", exc)
-            continue
-        run.proposals[path] = predict_images(model, [image], settings.top_n, settings.nms_iou)[0]
-        run.seconds[path] = time.perf_counter() - start
-        if on_done:
-            on_done(path)
-    return run
-
-
-def merged_image_proposals(
-    paths: Sequence[Path],
-    ss_boxes: Mapping[Path, np.ndarray],
-    checkpoint: str | Path,
-    settings: MultiBoxSettings = MultiBoxSettings(),
-    device: torch.device | str = "cpu",
-    on_done: Callable[[Path], None] | None = None,
-) -> tuple[dict[Path, MergedProposals], MultiBoxRun]:
-    """Selective-search boxes of each image in ``ss_boxes`` merged with its top-N MultiBox boxes.
-
-    Images without selective-search boxes are not run; images MultiBox cannot read are left out
-    of the result and listed in the returned run's ``skipped``.
-    """
-    run = propose_multibox([p for p in paths if p in ss_boxes], checkpoint, settings, device, on_done)
-    merged = {
-        path: merge_proposals(ss_boxes[path], boxes, settings.dedup_iou) for path, (boxes, _) in run.proposals.items()
-    }
-    return merged, run
-
-
-def detect_checkpoint(multibox: str | None, disabled: bool, default_applies: bool) -> Path | None:
-    """The MultiBox network ``incdet detect`` merges in: ``--multibox``; else the shipped demo one when
-    ``default_applies`` (the demo region model on searched proposals) and it exists; none with ``--no-multibox``."""
-    if disabled:
-        return None
-    if multibox:
-        return Path(multibox)
-    return DEMO_MULTIBOX if default_applies and DEMO_MULTIBOX.is_file() else None
-
-
-def with_multibox(
-    paths: Sequence[Path],
-    boxes: Mapping[Path, np.ndarray],
-    skipped: list[str],
-    seconds: dict[Path, float],
-    checkpoint: Path,
-    top_n: int,
-    device: str,
-) -> tuple[dict[Path, np.ndarray], list[str], dict[Path, float]]:
-    """``incdet detect``'s proposals with MultiBox merged in: (boxes, skipped reasons, seconds per image)."""
-    device = resolve_device(device)
-    try:
-        settings = MultiBoxSettings(top_n=top_n)
-    except ValueError as exc:
-        raise InputError(None, f"--multibox-top-n: {exc}") from None
-    merged, run = merged_image_proposals(paths, boxes, checkpoint, settings, device)
-    skipped = skipped + run.skipped.messages()
-    seconds = {path: seconds.get(path, 0.0) + run.seconds.get(path, 0.0) for path in merged}
-    if merged:
-        mean = {key: np.mean([m.counts()[key] for m in merged.values()]) for key in ("total", "multibox", "both")}
-        print(
-            f"proposals: selective search + MultiBox top-{top_n} ({checkpoint.name}): {mean['total']:.0f}/image, of which "
-            f"{mean['multibox']:.0f} only MultiBox proposed and {mean['both']:.0f} both stages"
-        )
-    return {path: m.boxes for path, m in merged.items()}, skipped, seconds
+def merge_multibox(proposals: Proposals, boxes: np.ndarray, dedup_iou: float = DEDUP_IOU) -> Proposals:
+    """One image's selective-search proposals with its top-N MultiBox boxes (score order) merged in, by
+    :func:`incdet.proposals.merge.merge_proposals`' rule and order; each box keeps its source."""
+    return merge_proposals(proposals.boxes.cpu().numpy(), boxes, dedup_iou)

@@ -1,18 +1,20 @@
-"""Side-by-side proposal quality of several proposal sets on one ground truth, as a table and a plot.
+"""Proposal quality of one or several proposal sets on one ground truth, as a table and a plot.
 
 The GoogLeNet entry's claim is about a trade-off (fewer boxes, more coverage), so every set is
 reported with its box count next to coverage@0.5, best overlaps and recall against the number of
-proposals kept per image.
+proposals kept per image. :func:`quality_report` is the one report: ``incdet propose --gt`` prints
+it for its own proposals, ``--report`` for selective search, MultiBox and their merge side by side.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from incdet.data.records import Annotation, Dataset
 from incdet.io import atomic_path
 from incdet.proposals.quality import best_overlaps, coverage, mabo, recall_at
 
@@ -114,3 +116,46 @@ def plot_recall(path: str | Path, stats: Sequence[ProposalStats], title: str = "
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def _annotation_finder(dataset: Dataset) -> Mapping[str, Annotation]:
+    """Annotations by image path without its suffix (``sub/0001``) and, where unique, by bare stem:
+    an image key matches the annotation of the same path, else of the same file stem (VOC's XML and
+    its image share a stem; an annotation's ``filename`` may name another extension or folder)."""
+    by_path = {str(PurePosixPath(a.filename).with_suffix("")): a for a in dataset.annotations}
+    stems: dict[str, list[Annotation]] = {}
+    for a in dataset.annotations:
+        stems.setdefault(PurePosixPath(a.filename).stem, []).append(a)
+    return {**{stem: found[0] for stem, found in stems.items() if len(found) == 1}, **by_path}
+
+
+def _find(finder: Mapping[str, Annotation], key: str) -> Annotation | None:
+    path = PurePosixPath(key)
+    return finder.get(str(path.with_suffix(""))) or finder.get(path.stem)
+
+
+def quality_report(
+    sets: Mapping[str, Mapping[str, np.ndarray]], dataset: Dataset, plot: str | Path | None = None, title: str = ""
+) -> str:
+    """The report text for named proposal sets (each ``{image key: (N, 4) xyxy boxes}``, ranked) on
+    ``dataset``'s ground truth, and the recall plot at ``plot``.
+
+    The images of the first set that every other set has and the ground truth annotates are
+    measured, so every row is measured on the same ground truth; the text says how many were left out.
+    """
+    finder = _annotation_finder(dataset)
+    first = next(iter(sets.values()))
+    keys = sorted(k for k in first if _find(finder, k) is not None and all(k in s for s in sets.values()))
+    lines = []
+    if len(keys) < len(first):
+        lines.append(f"{len(first) - len(keys)} image(s) lack an annotation or boxes in some set; measured on the other {len(keys)}")
+    ground_truth = [_find(finder, k) for k in keys]
+    num_gt = sum(len(a.boxes) for a in ground_truth)
+    if not num_gt:
+        return "\n".join(lines + ["no ground-truth boxes for these images; no quality report"])
+    counts = report_counts(max(len(s[k]) for s in sets.values() for k in keys))
+    stats = [proposal_stats(name, [s[k] for k in keys], [a.boxes for a in ground_truth], [a.labels for a in ground_truth], counts)
+             for name, s in sets.items()]
+    if plot is not None:
+        plot_recall(plot, stats, title)
+    return "\n".join(lines + [format_report(stats, num_gt, len(keys))])

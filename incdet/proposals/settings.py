@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-# What each backend is lives in incdet.proposals.selective_search; only the names are needed here,
-# so command-line parsers can offer them without importing OpenCV or the search code.
+# The backends themselves live in incdet.proposals.selective_search; their names live here, so
+# command-line parsers can offer them without importing OpenCV or the search code.
 BACKENDS = ("opencv", "selectivesearch")
-DEFAULT_BACKEND = "selectivesearch"
+DEFAULT_BACKEND = "opencv"
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ silently redone, so:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from incdet.errors import InputError
+from incdet.io import check_output_path
 
 LAST = "last.ckpt"
 
@@ -51,19 +51,13 @@ def resume_checkpoint(out_dir: str | Path, resume: bool | str | None) -> str | N
 
 
 def check_writable(path: str | Path | None, what: str) -> None:
-    """Raise InputError (naming ``what``, e.g. ``export``) if a file could not be written at ``path``."""
+    """:func:`incdet.io.check_output_path`, with the config key (``what``, e.g. ``export``) named."""
     if path is None:
         return
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(path, f"{what}: is a directory; name a file")
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InputError(path, f"{what}: {parent} is a file, so no folder can be made there")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(path, f"{what}: no permission to write in {parent}")
+    try:
+        check_output_path(path)
+    except InputError as exc:
+        raise InputError(exc.path, f"{what}: {exc.problem}") from None
 
 
 def checkpoint_callback(out_dir: str | Path) -> ModelCheckpoint:

@@ -41,7 +41,7 @@ class MultiBoxTable:
 def load_split(path: str | Path, split: str | None, input_size: int) -> MultiBoxTable:
     """Read ground truth in any format ``load_dataset`` knows (e.g. a VOC annotation folder) and its
     images; bad annotations and unreadable images are skipped and reported (logged)."""
-    dataset = load_dataset(path, split=split)
+    dataset = load_dataset(path, split=split, purpose="train")  # ILSVRC: without the blacklisted images
     messages = [item.message for item in dataset.skipped.items]
     images, boxes = [], []
     for ann in dataset.annotations:

@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 
 def load_split(path: str | Path, split: str | None, classes: Sequence[str] | None) -> Dataset:
     """The ground truth of one split: the one place region training reads a dataset (bad annotation
-    files and objects are skipped and reported)."""
-    dataset = load_dataset(path, split=split, classes=classes)
+    files and objects are skipped and reported; ILSVRC's blacklisted images are left out, as
+    R-CNN's training left them out)."""
+    dataset = load_dataset(path, split=split, classes=classes, purpose="train")
     for message in dataset.skipped.messages():
         rank_zero_only(log.warning)("skipped %s", message)
     if not dataset.annotations:

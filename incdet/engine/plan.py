@@ -1,0 +1,60 @@
+"""How a job's images are cut into units of work, and which units a shard takes.
+
+The unit is a *group* of consecutive images (by ``image_id``): MultiBox and the ensemble run on a
+group's images as one batch, and a group is written, skipped on resume, and given to a shard as a
+whole. The groups are fixed by the whole input list, never by what is left to do, because a
+network's output for one image can differ in the last bits with the batch it was computed in
+(oneDNN and cuDNN choose kernels by batch size): cutting the same groups every time is what makes
+a resumed, sharded or Ray run write byte-identical results to one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from incdet.errors import InputError
+from incdet.structures import ImageRecord
+
+GROUP_SIZE = 8  # images per batch: enough crops to fill a device batch, small enough to resume finely
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` (1-based) of ``count``: every ``count``-th group, starting with group ``index - 1``."""
+
+    index: int = 1
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str | None) -> Shard:
+        """``"I/N"`` (``--shard``), or the whole job for None."""
+        if text is None:
+            return cls()
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            index = count = 0
+        if not 1 <= index <= count:
+            raise InputError(None, f"--shard must be I/N with 1 <= I <= N (e.g. 2/4), got {text!r}")
+        return cls(index, count)
+
+    @property
+    def whole(self) -> bool:
+        return self.count == 1
+
+    @property
+    def suffix(self) -> str:
+        """What a shard adds to its output names (nothing for the whole job)."""
+        return "" if self.whole else f".shard-{self.index}-of-{self.count}"
+
+
+def plan_groups(images: Sequence[ImageRecord], group_size: int, shard: Shard = Shard()) -> list[list[ImageRecord]]:
+    """The groups ``shard`` processes: group k holds the images with ``image_id`` in
+    [k * group_size, (k + 1) * group_size) of the whole input, and shard I of N takes the groups
+    with k % N == I - 1 (so N shards split a folder evenly and each image is in exactly one)."""
+    if group_size < 1:
+        raise InputError(None, f"--batch-images must be at least 1, got {group_size}")
+    ordered = sorted(images, key=lambda r: r.image_id)
+    groups = [ordered[start : start + group_size] for start in range(0, len(ordered), group_size)]
+    return [group for k, group in enumerate(groups) if k % shard.count == shard.index - 1]

@@ -1,0 +1,239 @@
+"""The two halves of a batch job, shared by the local and the Ray engine.
+
+- :class:`Loader` (CPU workers, one image at a time): decode the image once and give it its
+  proposals, searched or read from a store. Whatever goes wrong with one image (corrupt, unreadable,
+  an OpenCV error, a failed search, no stored proposals for it) becomes that image's one-line
+  ``error``; the batch goes on.
+- A step (the device, one group of images at a time): :class:`DetectStep` runs MultiBox, the
+  ensemble and NMS of a :class:`incdet.pipeline.Pipeline` batched across the group and draws;
+  :class:`ProposeStep` runs stage 1 only. :class:`StepSpec` is the picklable recipe from which a
+  Ray actor builds its step (loading the models once).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+
+from incdet.boxes import clip_and_check
+from incdet.errors import InputError
+from incdet.io import read_image, write_image
+from incdet.multibox.propose import merge_multibox
+from incdet.pipeline import Pipeline, Proposer, search_proposals
+from incdet.postprocess.draw import draw_detections
+from incdet.proposals.settings import SearchSettings
+from incdet.proposals.store import ProposalStore
+from incdet.structures import ImageRecord, ImageResult, Proposals
+
+# Stored proposals: a proposal store, or a flat file's {key: (N, 4) boxes} read whole.
+Stored = Union[ProposalStore, Mapping[str, np.ndarray]]
+
+
+@dataclass
+class Loaded:
+    """An image decoded by a worker, with its proposals; ``error`` (one line) when it cannot be used.
+
+    The proposals travel as numpy arrays: pickled tensors would go through torch's shared-memory file
+    descriptors, whose sharing thread in the worker prints a traceback when Ctrl-C cuts a transfer.
+    """
+
+    image: ImageRecord
+    pixels: np.ndarray | None = None
+    boxes: np.ndarray | None = None
+    source: np.ndarray | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def proposals(self) -> Proposals | None:
+        return None if self.boxes is None else Proposals(torch.from_numpy(self.boxes), torch.from_numpy(self.source))
+
+    @proposals.setter
+    def proposals(self, proposals: Proposals | None) -> None:
+        self.boxes = None if proposals is None else proposals.boxes.numpy()
+        self.source = None if proposals is None else proposals.source.numpy()
+
+
+@dataclass(frozen=True)
+class Loader:
+    """Decode an image and attach its proposals: selective search with ``search``, else the boxes
+    ``stored`` under its key (``stored_name`` names that file in messages)."""
+
+    search: SearchSettings | None = None
+    stored: Stored | None = None
+    stored_name: str = ""
+
+    def __call__(self, record: ImageRecord) -> Loaded:
+        loaded = Loaded(record)
+        start = time.perf_counter()
+        try:
+            loaded.pixels = read_image(record.path)
+        except InputError as exc:
+            return _failed(loaded, str(exc))
+        except Exception as exc:  # noqa: BLE001 - PermissionError, cv2.error, MemoryError: skip this image, keep the batch
+            return _failed(loaded, str(InputError(record.path, f"cannot be read ({_name(exc)}: {exc})")))
+        loaded.seconds["decode"] = time.perf_counter() - start
+        start = time.perf_counter()
+        try:
+            if self.stored is not None:
+                loaded.proposals = self._stored(loaded)
+            else:
+                loaded.proposals = search_proposals(loaded.pixels, self.search or SearchSettings(), record.path)
+                loaded.seconds["search"] = time.perf_counter() - start
+        except InputError as exc:
+            return _failed(loaded, str(exc))
+        except Exception as exc:  # noqa: BLE001 - one image that breaks the search must not end a batch of thousands
+            return _failed(loaded, str(InputError(record.path, f"selective search failed ({_name(exc)}: {exc})")))
+        return loaded
+
+    def _stored(self, loaded: Loaded) -> Proposals:
+        """The image's stored proposals, clipped to it; boxes no clipping can save are dropped and reported."""
+        record, (height, width) = loaded.image, loaded.pixels.shape[:2]
+        if isinstance(self.stored, ProposalStore):
+            entry = self.stored.entry(record.key)
+            if entry is not None and entry.width and entry.height and (entry.width, entry.height) != (width, height):
+                raise InputError(record.path, f"its proposals in {self.stored_name} were made for a {entry.width}x{entry.height} "
+                                              f"image, this one is {width}x{height}")
+            proposals = entry.proposals if entry is not None else None
+        else:
+            boxes = self.stored.get(record.key)
+            proposals = Proposals.from_boxes(boxes) if boxes is not None else None
+        if proposals is None:
+            raise InputError(record.path, f"no proposals for this image (key {record.key!r}) in {self.stored_name}")
+        boxes = proposals.boxes
+        far = ((boxes[:, :2] < -boxes.new_tensor([width, height])) | (boxes[:, 2:] > 2 * boxes.new_tensor([width, height]))).any(1)
+        clipped, usable = clip_and_check(boxes, width, height)
+        if far.any():
+            loaded.warnings.append(str(InputError(record.path, f"{int(far.sum())} stored proposals reach far outside the "
+                                                               f"{width}x{height} image; clipped to it")))
+        if not usable.all():
+            loaded.warnings.append(str(InputError(record.path, f"{int((~usable).sum())} stored proposals lie outside the "
+                                                               f"{width}x{height} image or are not finite; dropped")))
+        return Proposals(clipped[usable], proposals.source[usable])
+
+
+def _name(exc: Exception) -> str:
+    """``PermissionError``, ``cv2.error``: an exception's name as its user would look it up."""
+    module = type(exc).__module__
+    return type(exc).__name__ if module == "builtins" else f"{module.split('.')[0]}.{type(exc).__name__}"
+
+
+def _failed(loaded: Loaded, error: str) -> Loaded:
+    loaded.pixels, loaded.proposals, loaded.error = None, None, error
+    return loaded
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """Write each image with its detections scoring >= ``threshold`` as ``folder/<key with .png>``."""
+
+    folder: Path
+    threshold: float = 0.5
+
+    def path(self, key: str) -> Path:
+        return self.folder / Path(key).with_suffix(".png")
+
+
+Step = Callable[[list[Loaded]], list[ImageResult]]
+
+
+def _split(group: list[Loaded]) -> tuple[list[Loaded], list[ImageResult]]:
+    """The usable images of a group, and results for the ones that failed to load."""
+    ok = [item for item in group if item.error is None]
+    failed = [ImageResult(item.image, error=item.error, warnings=item.warnings) for item in group if item.error is not None]
+    return ok, failed
+
+
+def _timed(seconds: dict[str, float], name: str, count: int, start: float) -> float:
+    now = time.perf_counter()
+    seconds[name] = (now - start) / max(count, 1)
+    return now
+
+
+class DetectStep:
+    """Stages 1 (MultiBox) to 4 on a group of loaded images, batched across them."""
+
+    def __init__(self, pipeline: Pipeline, drawing: Drawing | None = None) -> None:
+        self.pipeline = pipeline
+        self.drawing = drawing
+
+    def __call__(self, group: list[Loaded]) -> list[ImageResult]:
+        ok, results = _split(group)
+        images = [item.pixels for item in ok]
+        seconds: dict[str, float] = {}
+        start = time.perf_counter()
+        proposals = self.pipeline.propose(images, [item.proposals for item in ok])
+        if self.pipeline.proposer.multibox is not None:
+            start = _timed(seconds, "multibox", len(ok), start)
+        scores = self.pipeline.classify(images, proposals)
+        start = _timed(seconds, "warp+classify", len(ok), start)
+        detections = [self.pipeline.select(p, s) for p, s in zip(proposals, scores)]
+        _timed(seconds, "nms", len(ok), start)
+        for item, props, dets in zip(ok, proposals, detections):
+            if self.drawing is not None:
+                write_image(self.drawing.path(item.image.key),
+                            draw_detections(item.pixels, dets, self.pipeline.classes, self.drawing.threshold))
+            height, width = item.pixels.shape[:2]
+            results.append(ImageResult(item.image, props, dets, warnings=item.warnings, seconds={**item.seconds, **seconds},
+                                       size=(width, height)))
+        return sorted(results, key=lambda r: r.image.image_id)
+
+
+class ProposeStep:
+    """Stage 1 only: the loaded proposals with MultiBox's merged in. With ``keep_parts`` each result's
+    ``parts`` also holds selective search's and MultiBox's own boxes, to compare them."""
+
+    def __init__(self, proposer: Proposer, keep_parts: bool = False) -> None:
+        self.proposer = proposer
+        self.keep_parts = keep_parts
+
+    def __call__(self, group: list[Loaded]) -> list[ImageResult]:
+        ok, results = _split(group)
+        images = [item.pixels for item in ok]
+        seconds: dict[str, float] = {}
+        start = time.perf_counter()
+        if self.proposer.multibox is not None and ok:
+            multibox = self.proposer.multibox_boxes(images)
+            merged = [merge_multibox(item.proposals, b, self.proposer.multibox_settings.dedup_iou) for item, b in zip(ok, multibox)]
+            _timed(seconds, "multibox", len(ok), start)
+        else:
+            multibox, merged = [None] * len(ok), [item.proposals for item in ok]
+        for item, props, mb in zip(ok, merged, multibox):
+            parts = {"selective_search": item.proposals.boxes.numpy(), "multibox": mb} if self.keep_parts and mb is not None else {}
+            height, width = item.pixels.shape[:2]
+            results.append(ImageResult(item.image, props, warnings=item.warnings, seconds={**item.seconds, **seconds},
+                                       size=(width, height), parts=parts))
+        return sorted(results, key=lambda r: r.image.image_id)
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """How to build a step in any process: ``kind`` "detect" (``config``: :class:`Pipeline` arguments)
+    or "propose" (``config``: :class:`Proposer` arguments)."""
+
+    kind: str
+    config: dict[str, Any]
+    drawing: Drawing | None = None
+    keep_parts: bool = False
+
+    def build(self, device: str | None = None) -> Step:
+        """The step, its models loaded on ``device`` (default: the configured one)."""
+        config = {**self.config, **({"device": device} if device else {})}
+        if self.kind == "detect":
+            return DetectStep(Pipeline(**config), self.drawing)
+        return ProposeStep(Proposer(**config), self.keep_parts)
+
+
+def init_worker() -> None:
+    """One search per CPU core: the libraries' own thread pools would only oversubscribe it."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)

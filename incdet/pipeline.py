@@ -1,0 +1,183 @@
+"""Stages 1-4 as one object: RGB images in, detections out (what ``incdet detect`` runs).
+
+    from incdet import Pipeline
+    from incdet.io import read_image
+
+    pipeline = Pipeline()  # the shipped demo models: selective search + MultiBox -> ensemble -> NMS
+    detections = pipeline([read_image("demo/test/images/0000.png")])[0]
+
+:meth:`Pipeline.__call__` is the whole detector in three lines, as torchvision's
+``GeneralizedRCNN.forward``: propose, warp and classify, select. Each step is a method of its own
+so the batch engines (:mod:`incdet.engine`) can run them where they belong: selective search (one
+image per CPU core) in worker processes, MultiBox and the ensemble batched across images on the
+device. Boxes are float32 (N, 4) ``(x1, y1, x2, y2)`` pixels of the image as given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from incdet.classify.ensemble import load_ensemble
+from incdet.devices import resolve_device
+from incdet.errors import InputError
+from incdet.io import file_sha256
+from incdet.multibox.checkpoint import load_multibox
+from incdet.multibox.propose import MultiBoxSettings, merge_multibox, predict_images
+from incdet.postprocess.nms import RCNN_NMS_IOU, select_detections
+from incdet.proposals.selective_search import selective_search
+from incdet.proposals.settings import SearchSettings
+from incdet.structures import Detections, Proposals, RegionScores
+from incdet.transforms import image_to_tensor
+from incdet.weights import DEMO_MULTIBOX, DEMO_REGION_MODELS
+
+DEFAULT_MULTIBOX = "default"  # the shipped MultiBox network when the shipped region models are used
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Stage 4: candidates above ``score_threshold``, per-class NMS at ``nms_iou``, the best
+    ``max_detections`` per image (R-CNN's values by default)."""
+
+    score_threshold: float = 0.05
+    nms_iou: float = RCNN_NMS_IOU
+    max_detections: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.score_threshold < 1:
+            raise ValueError(f"score_threshold must be in [0, 1) (scores are probabilities), got {self.score_threshold}")
+        if not 0 < self.nms_iou <= 1:
+            raise ValueError(f"nms_iou must be in (0, 1], got {self.nms_iou}")
+        if self.max_detections < 1:
+            raise ValueError(f"max_detections must be at least 1, got {self.max_detections}")
+
+
+def search_proposals(image: np.ndarray, settings: SearchSettings, path: str | Path | None = None) -> Proposals:
+    """Selective-search proposals of one RGB uint8 image; InputError (naming ``path``) for an image
+    smaller than the minimum region size, which can hold no proposal."""
+    height, width = image.shape[:2]
+    if min(height, width) < settings.min_size:
+        raise InputError(path, f"image is {width}x{height} px, smaller than the {settings.min_size} px minimum region size")
+    boxes = selective_search(image, settings.superpixel_scale, backend=settings.backend, min_size=settings.min_size,
+                             search_width=settings.search_width, seed=settings.seed)
+    return Proposals.from_boxes(boxes)
+
+
+def model_record(path: str | Path) -> dict[str, str]:
+    """A model file as a job's settings record it: its name and the SHA-256 of its bytes."""
+    return {"file": Path(path).name, "sha256": file_sha256(path)}
+
+
+class Proposer:
+    """Stage 1: selective search, and a MultiBox network's top-N boxes merged in when it has one
+    (``multibox``: a MultiBox checkpoint, or None for selective search only)."""
+
+    def __init__(self, search: SearchSettings = SearchSettings(), multibox: str | Path | None = None,
+                 multibox_settings: MultiBoxSettings = MultiBoxSettings(), device: torch.device | str = "auto") -> None:
+        self.search_settings = search
+        self.multibox_path = Path(multibox) if multibox is not None else None
+        self.multibox_settings = multibox_settings
+        device = resolve_device(device) if isinstance(device, str) else device
+        self.multibox = load_multibox(multibox, device)[1] if multibox is not None else None
+
+    def __call__(self, images: Sequence[np.ndarray], proposals: Sequence[Proposals] | None = None) -> list[Proposals]:
+        """Proposals of each image: ``proposals`` given (e.g. stored ones) or searched, then MultiBox's merged in."""
+        if proposals is None:
+            proposals = [self.search(image) for image in images]
+        return self.add_multibox(images, proposals)
+
+    def search(self, image: np.ndarray) -> Proposals:
+        return search_proposals(image, self.search_settings)
+
+    def multibox_boxes(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Each image's top-N MultiBox boxes, best first, batched across the images."""
+        settings = self.multibox_settings
+        return [boxes for boxes, _ in predict_images(self.multibox, images, settings.top_n, settings.nms_iou)]
+
+    def add_multibox(self, images: Sequence[np.ndarray], proposals: Sequence[Proposals]) -> list[Proposals]:
+        if self.multibox is None or not images:
+            return list(proposals)
+        boxes = self.multibox_boxes(images)
+        return [merge_multibox(p, b, self.multibox_settings.dedup_iou) for p, b in zip(proposals, boxes)]
+
+    def settings(self) -> dict[str, Any]:
+        """What the proposals depend on besides where they come from (the search settings or a file)."""
+        if self.multibox_path is None:
+            return {"multibox": None}
+        return {"multibox": {**model_record(self.multibox_path), **asdict(self.multibox_settings)}}
+
+
+def default_multibox(models: Sequence[str | Path], multibox: str | Path | None) -> Path | None:
+    """The MultiBox network ``multibox`` names: :data:`DEFAULT_MULTIBOX` is the shipped one when the
+    region models are the shipped ones (it was trained on the same demo data) and it exists."""
+    if multibox != DEFAULT_MULTIBOX:
+        return Path(multibox) if multibox is not None else None
+    shipped = [Path(m).resolve() for m in models] == [m.resolve() for m in DEMO_REGION_MODELS]
+    return DEMO_MULTIBOX if shipped and DEMO_MULTIBOX.is_file() else None
+
+
+class Pipeline:
+    """The detector: proposals (selective search + optional MultiBox) -> context-padded warp ->
+    ensemble of region classifiers -> per-class NMS.
+
+    ``models``: region-classifier checkpoints (an ensemble; default the shipped demo model);
+    ``multibox``: a MultiBox checkpoint, None for selective search only, or ``"default"`` (the
+    shipped network with the shipped models, else none); ``classes``: refuse models trained on
+    another class list. ``config`` keeps the arguments, so ``Pipeline(**p.config)`` builds the
+    same pipeline in another process.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[str | Path] = DEMO_REGION_MODELS,
+        multibox: str | Path | None = DEFAULT_MULTIBOX,
+        search: SearchSettings = SearchSettings(),
+        *,
+        multibox_settings: MultiBoxSettings = MultiBoxSettings(),
+        thresholds: Thresholds = Thresholds(),
+        classes: Sequence[str] | None = None,
+        device: str = "auto",
+    ) -> None:
+        models = [str(m) for m in models]
+        if not models:
+            raise InputError(None, "a pipeline needs at least one region-classifier model")
+        self.config = {"models": models, "multibox": None if multibox is None else str(multibox), "search": search,
+                       "multibox_settings": multibox_settings, "thresholds": thresholds,
+                       "classes": None if classes is None else list(classes), "device": device}
+        self.device = resolve_device(device)
+        self.ensemble = load_ensemble(models, self.device, classes).to(self.device)
+        self.proposer = Proposer(search, default_multibox(models, multibox), multibox_settings, self.device)
+        self.thresholds = thresholds
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.ensemble.classes
+
+    def __call__(self, images: Sequence[np.ndarray], proposals: Sequence[Proposals] | None = None) -> list[Detections]:
+        """Detections (on the CPU, best first) of HxWx3 RGB uint8 images; ``proposals``: precomputed
+        ones per image (MultiBox's are still merged in when the pipeline has a network)."""
+        proposals = self.propose(images, proposals)
+        scores = self.classify(images, proposals)
+        return [self.select(p, s) for p, s in zip(proposals, scores)]
+
+    def propose(self, images: Sequence[np.ndarray], proposals: Sequence[Proposals] | None = None) -> list[Proposals]:
+        return self.proposer(images, proposals)
+
+    def classify(self, images: Sequence[np.ndarray], proposals: Sequence[Proposals]) -> list[RegionScores]:
+        """Warp every proposal of every image and score it with the ensemble, batched across images."""
+        tensors = [image_to_tensor(image, self.device) for image in images]
+        return self.ensemble(tensors, [p.boxes.to(self.device) for p in proposals])
+
+    def select(self, proposals: Proposals, scores: RegionScores) -> Detections:
+        t = self.thresholds
+        return select_detections(proposals.to(self.device), scores, t.score_threshold, t.nms_iou, t.max_detections).to("cpu")
+
+    def settings(self) -> dict[str, Any]:
+        """Everything detections depend on besides the proposals' source, as a job records it."""
+        return {"models": [model_record(m) for m in self.config["models"]], **self.proposer.settings(),
+                "thresholds": asdict(self.thresholds), "classes": list(self.classes)}
