@@ -23,12 +23,14 @@ import argparse
 import contextlib
 import io
 import json
+import multiprocessing
 import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -40,13 +42,15 @@ from incdet.classify.checkpoint import RegionClassifierSpec, load_region_classif
 from incdet.classify.ensemble import Ensemble, load_ensemble
 from incdet.cli import main as incdet
 from incdet.devices import resolve_device
+from incdet.engine.stages import init_worker
+from incdet.errors import InputError
 from incdet.io import list_images, read_image, write_json
 from incdet.multibox.checkpoint import load_multibox
 from incdet.multibox.propose import merge_multibox, predict_images
 from incdet.nets.complexity import count_macs
+from incdet.pipeline import search_proposals
 from incdet.postprocess.coco_results import to_coco_records
 from incdet.postprocess.nms import select_detections
-from incdet.proposals.batch import propose_images
 from incdet.proposals.selective_search import selective_search
 from incdet.proposals.settings import SearchSettings
 from incdet.proposals.store import ProposalStore
@@ -126,19 +130,29 @@ def bench_stages(paths: list[Path], model_path: Path, device: torch.device) -> N
     print(f"speed-up batched / naive: {naive_s / batched_s:.1f}x (target >= 10x); top-1 agreement on the last image {agreement:.3f}")
 
 
+def _search_file(path: Path) -> Proposals | None:
+    """The baseline's worker: decode and search one image (None when it cannot be)."""
+    try:
+        return search_proposals(read_image(path), SearchSettings(), path)
+    except InputError:
+        return None
+
+
 def stage_by_stage(paths: list[Path], out: Path, device: torch.device, workers: int | None = None) -> None:
     """The baseline: ``incdet detect`` as it was before the streaming engine. Selective search of every
     image over a process pool first; then one image at a time: decode it for MultiBox, decode it again
     to classify (one image per ensemble call); every record held in memory, one JSON at the end."""
     ensemble = load_ensemble(DEMO_REGION_MODELS, device)
     _, multibox = load_multibox(DEMO_MULTIBOX, device)
-    searched = propose_images(paths, SearchSettings(), workers=workers)
+    with ProcessPoolExecutor(workers or os.cpu_count(), mp_context=multiprocessing.get_context("forkserver"),
+                             initializer=init_worker) as pool:
+        searched = dict(zip(paths, pool.map(_search_file, paths)))
     records = []
     for image_id, path in enumerate(paths):
-        if path not in searched.boxes:
+        if searched[path] is None:
             continue
         (boxes, _), = predict_images(multibox, [read_image(path)])
-        proposals = merge_multibox(Proposals.from_boxes(searched.boxes[path]), boxes)
+        proposals = merge_multibox(searched[path], boxes)
         image = read_image(path)
         scores = ensemble([image_to_tensor(image, device)], [proposals.boxes.to(device)])[0]
         detections = select_detections(proposals.to(device), scores).to("cpu")

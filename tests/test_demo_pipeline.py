@@ -16,15 +16,16 @@ from incdet.classify.ensemble import load_ensemble
 from incdet.data.dataset import load_dataset
 from incdet.data.demo import generate_demo
 from incdet.data.voc import read_voc_dir
+from incdet.engine.fill import fill_store
 from incdet.evaluate import evaluate_detections
 from incdet.io import read_image
 from incdet.pipeline import Pipeline
 from incdet.postprocess.coco_results import to_coco_records
-from incdet.proposals.batch import propose_images
 from incdet.proposals.quality import coverage
+from incdet.proposals.settings import SearchSettings
 from incdet.proposals.store import ProposalStore
 from incdet.regions.warp import warp_image_regions
-from incdet.structures import Proposals
+from incdet.structures import ImageRecord, Proposals
 from incdet.train.config import load_config
 from incdet.train.regions.config import RegionTrainConfig
 from incdet.train.regions.train import train_regions
@@ -43,12 +44,12 @@ def demo(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def test_split(demo):
+def test_split(demo, tmp_path_factory):
     annotations = read_voc_dir(demo / "test" / "annotations")
     paths = [demo / "test" / "images" / a.filename for a in annotations]
-    run = propose_images(paths)
-    assert not run.skipped
-    return annotations, paths, [run.boxes[p] for p in paths]
+    store = ProposalStore(tmp_path_factory.mktemp("proposals") / "test.db", SearchSettings().to_dict())
+    assert not fill_store(store, [ImageRecord(p, p.name, i) for i, p in enumerate(paths)], SearchSettings())
+    return annotations, paths, [store[p.name].boxes.numpy() for p in paths]
 
 
 def test_selective_search_covers_the_demo_ground_truth(test_split):

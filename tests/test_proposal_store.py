@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from incdet.engine.fill import fill_store
 from incdet.errors import InputError
 from incdet.io import write_image
-from incdet.proposals.batch import fill_store
 from incdet.proposals.settings import SearchSettings
 from incdet.proposals.store import FileStamp, ProposalStore
-from incdet.structures import BOTH, MULTIBOX, SELECTIVE_SEARCH, Proposals
+from incdet.structures import BOTH, MULTIBOX, SELECTIVE_SEARCH, ImageRecord, Proposals
 
 SETTINGS = SearchSettings(superpixel_scale=2.0).to_dict()
 
@@ -110,19 +110,20 @@ def test_fill_store_searches_only_missing_and_stale_images(tmp_path) -> None:
     paths["broken.jpg"] = tmp_path / "broken.jpg"
     settings = SearchSettings()
     store = ProposalStore(tmp_path / "p.db", settings.to_dict())
+    records = [ImageRecord(path, key, i) for i, (key, path) in enumerate(paths.items())]
     searched = []
-    skipped = fill_store(store, paths.items(), settings, workers=1, on_done=searched.append)
+    skipped = fill_store(store, records, settings, workers=1, on_done=searched.append)
     assert sorted(store) == ["a.png", "b.png"] and len(searched) == 3
     assert skipped.messages()[0].startswith(f"{paths['broken.jpg']}: not a readable image")
     assert store.entry("a.png").stamp == FileStamp.of(paths["a.png"])
 
     searched.clear()
-    fill_store(store, paths.items(), settings, workers=1, on_done=searched.append)
-    assert [r.path.name for r in searched] == ["broken.jpg"]  # done images are not searched again
+    fill_store(store, records, settings, workers=1, on_done=searched.append)
+    assert [r.image.path.name for r in searched] == ["broken.jpg"]  # done images are not searched again
 
     time.sleep(0.01)
     write_image(paths["a.png"], np.zeros((60, 80, 3), np.uint8))  # regenerated: its boxes are stale
     searched.clear()
-    fill_store(store, paths.items(), settings, workers=1, on_done=searched.append)
-    assert sorted(r.path.name for r in searched) == ["a.png", "broken.jpg"]
+    fill_store(store, records, settings, workers=1, on_done=searched.append)
+    assert sorted(r.image.path.name for r in searched) == ["a.png", "broken.jpg"]
     assert store.is_current("a.png", paths["a.png"])

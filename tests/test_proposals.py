@@ -11,6 +11,7 @@ import skimage.data
 from incdet.cli import main
 from incdet.data.records import Annotation
 from incdet.data.voc import write_voc_xml
+from incdet.engine.fill import fill_store
 from incdet.errors import InputError
 from incdet.io import write_image
 from incdet.proposals import (
@@ -18,11 +19,13 @@ from incdet.proposals import (
     coverage,
     load_proposals,
     mabo,
-    propose_images,
     recall_at,
     save_proposals,
     selective_search,
 )
+from incdet.proposals.settings import SearchSettings
+from incdet.proposals.store import ProposalStore
+from incdet.structures import ImageRecord
 
 RECTS = np.array([[10, 15, 60, 70], [80, 20, 150, 55], [70, 70, 130, 110]], np.float32)
 
@@ -188,14 +191,16 @@ def image_folder(tmp_path):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_batch_skips_and_reports_a_corrupt_image(image_folder, workers: int) -> None:
+def test_batch_skips_and_reports_a_corrupt_image(image_folder, tmp_path, workers: int) -> None:
     paths = sorted(image_folder.iterdir())
     done = []
-    run = propose_images(paths, workers=workers, on_done=done.append)
-    assert sorted(done) == paths
-    assert list(run.boxes) == [image_folder / "a.png", image_folder / "b.png"]
-    assert len(run.skipped) == 1 and run.skipped.messages()[0].startswith(f"{image_folder / 'broken.jpg'}: ")
-    assert coverage(list(run.boxes.values()), [RECTS, RECTS]) == 1.0
+    store = ProposalStore(tmp_path / "p.db", SearchSettings().to_dict())
+    records = [ImageRecord(p, p.name, i) for i, p in enumerate(paths)]
+    skipped = fill_store(store, records, SearchSettings(), workers=workers, on_done=done.append)
+    assert sorted(r.image.path for r in done) == paths
+    assert sorted(store) == ["a.png", "b.png"]
+    assert len(skipped) == 1 and skipped.messages()[0].startswith(f"{image_folder / 'broken.jpg'}: ")
+    assert coverage([store["a.png"].boxes.numpy(), store["b.png"].boxes.numpy()], [RECTS, RECTS]) == 1.0
 
 
 def test_propose_command_writes_file_and_reports_quality(image_folder, tmp_path, capsys) -> None:

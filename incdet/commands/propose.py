@@ -66,11 +66,12 @@ def _store_path(out: Path, suffix: str = "") -> Path:
 
 def run(args: argparse.Namespace) -> int:
     # Heavy imports here, not at module level: the CLI imports every command to build its parser.
+    from incdet.engine.fill import is_stored, store_result
     from incdet.engine.plan import Shard, plan_groups
     from incdet.engine.stages import Loader, ProposeStep, StepSpec
     from incdet.io import check_output_path, collect_images
     from incdet.pipeline import Proposer
-    from incdet.proposals.store import FileStamp, ProposalStore
+    from incdet.proposals.store import ProposalStore
 
     out = check_output_path(args.out)
     if out.suffix.lower() not in OUT_SUFFIXES:
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     store = ProposalStore(store_path, settings)
     # MultiBox batches fix the last bits of its boxes, so with it the groups must be fixed too.
     groups = plan_groups(records, args.batch_images if job else 1, shard)
-    todo = groups if args.report else [g for g in groups if not all(_current(store, r) for r in g)]
+    todo = groups if args.report else [g for g in groups if not all(is_stored(store, r) for r in g)]
     total = sum(len(g) for g in groups)
     if len(todo) < len(groups):
         print(f"resuming: {total - sum(len(g) for g in todo)} of {total} images are in {store_path}")
@@ -116,8 +117,7 @@ def run(args: argparse.Namespace) -> int:
     def write(results) -> None:
         for result in results:
             if result.error is None:
-                store.put(result.image.key, result.proposals, width=result.size[0], height=result.size[1],
-                          stamp=FileStamp.of(result.image.path), seconds=result.seconds.get("search"))
+                store_result(store, result)
                 if args.report:
                     parts[result.image.key] = {**result.parts, "merged": result.proposals.boxes.numpy()}
 
@@ -142,13 +142,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"proposals for {len(present)} image(s) are in {store_path}")
     return 0
-
-
-def _current(store, record) -> bool:
-    try:
-        return store.is_current(record.key, record.path)
-    except OSError:  # the file is gone or unreadable: not done; the search will say why
-        return False
 
 
 def _ground_truth(path: Path):

@@ -1,9 +1,8 @@
 """The local engine: selective search in DataLoader worker processes, the rest in this process.
 
-Why a ``torch.utils.data.DataLoader`` rather than the process pool of
-:func:`incdet.proposals.batch.search_images`: its workers hand back the decoded image with its
+Why a ``torch.utils.data.DataLoader`` rather than a process pool: its workers hand back the decoded image with its
 boxes, so each image is decoded once; at most ``prefetch_factor`` images per worker wait in memory
-(the pool takes every image at once and would pile up decoded images whenever classification is
+(a pool takes every image at once and would pile up decoded images whenever classification is
 the slower side), so memory stays flat in the number of images; results come back in input order,
 which fixes the groups; and its workers leave Ctrl-C to the main process without a traceback.
 While the main process classifies one group, the workers already search the next images.

@@ -20,10 +20,11 @@ from torch.utils.data import DataLoader
 
 from incdet.data.dataset import load_dataset
 from incdet.data.records import Dataset
+from incdet.engine.fill import fill_store
 from incdet.errors import InputError
-from incdet.proposals.batch import fill_store
 from incdet.proposals.settings import SearchSettings
 from incdet.proposals.store import ProposalStore
+from incdet.structures import ImageRecord
 from incdet.train.regions.crops import CropsInWorkers
 from incdet.train.regions.dataset import (
     PackedAnnotations,
@@ -82,8 +83,8 @@ class RegionDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         for name, data in self.splits.items():
             store = ProposalStore(self.stores[name], self.settings.to_dict())
-            items = [(ann.filename, data.image_path(ann)) for ann in data.annotations]
-            skipped = fill_store(store, items, self.settings, workers=self.proposal_workers, on_done=_progress(store.path))
+            records = [ImageRecord(data.image_path(ann), ann.filename, i) for i, ann in enumerate(data.annotations)]
+            skipped = fill_store(store, records, self.settings, workers=self.proposal_workers, on_done=_progress(store.path))
             for message in skipped.messages():
                 log.warning("skipped %s", message)
             store.close()
