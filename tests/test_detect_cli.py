@@ -78,6 +78,21 @@ def test_detect_with_stored_proposals_and_an_ensemble(tmp_path, model, images):
     assert max(abs(first[k] - second[k]) for k in expected_keys) > 1e-3  # the members do score differently
 
 
+def test_detect_suppresses_at_rcnns_nms_iou_0_3_by_default(tmp_path, model, images):
+    """A pair of proposals at IoU 0.316 leaves one detection per class, a pair at 0.282 both."""
+    proposals = tmp_path / "props.json"
+    above = [[0, 0, 40, 40], [20.8, 0, 60.8, 40]]  # IoU 1536 / 4864 = 0.316
+    below = [[0, 50, 20, 60], [11.2, 50, 31.2, 60]]  # IoU 88 / 312 = 0.282 (10 px from the first pair)
+    save_proposals(proposals, {"cat.jpg": np.array(above + below, np.float32)})
+    out = tmp_path / "dets.json"
+    assert main(["detect", str(images / "cat.jpg"), "--model", str(model), "--proposals", str(proposals), "--out", str(out),
+                 "--score-threshold", "0"]) == 0
+    records = json.loads(out.read_text())
+    for name in SPEC.classes:
+        tops = sorted(r["bbox"][1] for r in records if r["category_name"] == name)  # xywh: the pair it came from
+        assert tops == [0.0, 50.0, 50.0], tops
+
+
 def test_nothing_processed_exits_1_and_keeps_old_output(tmp_path, model, images, capsys):
     out = tmp_path / "dets.json"
     out.write_text("[]\n")

@@ -62,6 +62,12 @@ MUTANTS = (
            (HELD_OUT_TRAINING,)),
     Mutant("foreground-iou-strict", "incdet/regions/labels.py", "best_iou >= fg_iou", "best_iou > fg_iou",
            ("tests/test_region_training_data.py::test_label_proposals_follows_best_ground_truth_at_iou_half",)),
+    # Box regression: trained with its loss, mirrored crops' targets mirrored too.
+    Mutant("box-regression-loss-dropped", "incdet/train/regions/module.py", "classification + self.bbox_loss_weight * boxes",
+           "classification + 0 * boxes",
+           ("tests/test_region_training.py::test_box_regression_trained_jointly_moves_proposals_towards_their_ground_truth",)),
+    Mutant("mirror-keeps-dx", "incdet/train/regions/crops.py", "dx = torch.where(mirrored, -targets[:, 0], targets[:, 0])",
+           "dx = targets[:, 0]", ("tests/test_region_training.py::test_a_mirrored_crops_horizontal_offset_changes_sign",)),
     # Warping: crops from the wrong image, the wrong box, without context.
     Mutant("warp-wrong-image", "incdet/regions/warp.py", "torch.cat([rois[:, :1], add_context(",
            "torch.cat([rois[:, :1].flip(0), add_context(", ("tests/test_warp.py",)),
@@ -88,6 +94,8 @@ MUTANTS = (
     Mutant("nms-iou-0.25", "incdet/postprocess/nms.py", "RCNN_NMS_IOU = 0.3", "RCNN_NMS_IOU = 0.25", ("tests/test_postprocess.py",)),
     Mutant("detector-nms-default-0.5", "incdet/pipeline.py", "nms_iou: float = RCNN_NMS_IOU", "nms_iou: float = 0.5",
            ("tests/test_postprocess.py",)),
+    Mutant("detect-cli-nms-default-0.5", "incdet/commands/detect.py", '"--nms-iou", type=float, default=0.3',
+           '"--nms-iou", type=float, default=0.5', ("tests/test_detect_cli.py::test_detect_suppresses_at_rcnns_nms_iou_0_3_by_default",)),
     Mutant("top-k-keeps-the-worst", "incdet/postprocess/nms.py", "[:max_detections]", "[-max_detections:]",
            ("tests/test_postprocess.py",)),
     Mutant("score-threshold-ignored", "incdet/postprocess/nms.py", "class_probs > score_threshold", "class_probs > 0",
