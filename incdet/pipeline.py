@@ -128,7 +128,8 @@ class Pipeline:
     ``models``: region-classifier checkpoints (an ensemble; default the shipped demo model);
     ``multibox``: a MultiBox checkpoint, None for selective search only, or ``"default"`` (the
     shipped network with the shipped models, else none); ``classes``: refuse models trained on
-    another class list. ``config`` keeps the arguments, so ``Pipeline(**p.config)`` builds the
+    another class list; ``bbox_reg``: move boxes with the regressors of the models that have one.
+    ``config`` keeps the arguments, so ``Pipeline(**p.config)`` builds the
     same pipeline in another process.
     """
 
@@ -141,6 +142,7 @@ class Pipeline:
         multibox_settings: MultiBoxSettings = MultiBoxSettings(),
         thresholds: Thresholds = Thresholds(),
         classes: Sequence[str] | None = None,
+        bbox_reg: bool = True,
         device: str = "auto",
     ) -> None:
         models = [str(m) for m in models]
@@ -148,9 +150,9 @@ class Pipeline:
             raise InputError(None, "a pipeline needs at least one region-classifier model")
         self.config = {"models": models, "multibox": None if multibox is None else str(multibox), "search": search,
                        "multibox_settings": multibox_settings, "thresholds": thresholds,
-                       "classes": None if classes is None else list(classes), "device": device}
+                       "classes": None if classes is None else list(classes), "bbox_reg": bbox_reg, "device": device}
         self.device = resolve_device(device)
-        self.ensemble = load_ensemble(models, self.device, classes).to(self.device)
+        self.ensemble = load_ensemble(models, self.device, classes, bbox_reg).to(self.device)
         self.proposer = Proposer(search, default_multibox(models, multibox), multibox_settings, self.device)
         self.thresholds = thresholds
 
@@ -180,4 +182,5 @@ class Pipeline:
     def settings(self) -> dict[str, Any]:
         """Everything detections depend on besides the proposals' source, as a job records it."""
         return {"models": [model_record(m) for m in self.config["models"]], **self.proposer.settings(),
-                "thresholds": asdict(self.thresholds), "classes": list(self.classes)}
+                "thresholds": asdict(self.thresholds), "classes": list(self.classes),
+                "bbox_reg": self.ensemble.regressors > 0}

@@ -1,7 +1,9 @@
 """An ensemble of region classifiers: softmax probabilities averaged, as GoogLeNet's six-model entry.
 
-Crops of several images go through each member in the same batches, so images with few proposals
-still fill a batch on the device.
+Members that carry a box regressor also move each proposal to one box per class; those boxes are
+averaged (in pixels) over the members that have one and clipped to the image, so an ensemble may
+mix members with and without regressors. Crops of several images go through each member in the
+same batches, so images with few proposals still fill a batch on the device.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
+from torchvision.ops import clip_boxes_to_image
 
+from incdet.boxes import decode_deltas
 from incdet.classify.checkpoint import RegionClassifierSpec, load_region_classifier
 from incdet.errors import InputError
 from incdet.regions.warp import warp_image_regions
@@ -23,10 +27,12 @@ class Ensemble(nn.Module):
     """Scores the regions of a batch of images with every member and averages their softmax outputs.
 
     Members may differ in architecture, crop size and context padding (each warps the
-    regions its own way), but must share one class list.
+    regions its own way), but must share one class list. ``bbox_reg``: apply the regressors of the
+    members that have one (False: every class keeps the proposal's box).
     """
 
-    def __init__(self, specs: Sequence[RegionClassifierSpec], models: Sequence[nn.Module], batch_size: int = 256) -> None:
+    def __init__(self, specs: Sequence[RegionClassifierSpec], models: Sequence[nn.Module], batch_size: int = 256,
+                 bbox_reg: bool = True) -> None:
         super().__init__()
         if not specs:
             raise ValueError("an ensemble needs at least one model")
@@ -35,21 +41,40 @@ class Ensemble(nn.Module):
         # (oneDNN's preferred layout) and suits GPU tensor cores as well.
         self.members = nn.ModuleList(model.to(memory_format=torch.channels_last) for model in models)
         self.batch_size = batch_size
+        self.bbox_reg = bbox_reg
 
     @property
     def classes(self) -> tuple[str, ...]:
         return self.specs[0].classes
 
+    @property
+    def regressors(self) -> int:
+        """How many members' box regressors are applied."""
+        return sum(spec.bbox_reg for spec in self.specs) if self.bbox_reg else 0
+
     @torch.inference_mode()
     def forward(self, images: Sequence[Tensor], boxes: Sequence[Tensor]) -> list[RegionScores]:
         """The (N_i, 4) xyxy pixel boxes of each normalised (3, H_i, W_i) image -> their (N_i, C + 1)
-        probabilities, one :class:`RegionScores` per image."""
+        probabilities and, when a member regresses boxes, (N_i, C + 1, 4) xyxy pixel boxes per class,
+        one :class:`RegionScores` per image."""
         counts = [len(b) for b in boxes]
-        probs = torch.zeros(sum(counts), len(self.classes) + 1, device=images[0].device if images else "cpu")
+        device = images[0].device if images else torch.device("cpu")
+        flat = torch.cat([b.reshape(-1, 4) for b in boxes]).to(device) if boxes else torch.zeros(0, 4, device=device)
+        outputs = len(self.classes) + 1
+        probs = torch.zeros(len(flat), outputs, device=device)
+        moved = torch.zeros(len(flat), outputs * 4, device=device) if self.regressors else None
         for spec, model in zip(self.specs, self.members):
             for start, crops in warped_batches(images, boxes, spec.input_size, spec.context_pad, self.batch_size):
-                probs[start : start + len(crops)] += model(crops).logits.softmax(dim=1)
-        return [RegionScores(p) for p in (probs / len(self.members)).split(counts)]
+                out = model(crops)
+                probs[start : start + len(crops)] += out.logits.softmax(dim=1)
+                if moved is not None and spec.bbox_reg:
+                    moved[start : start + len(crops)] += decode_deltas(out.deltas, flat[start : start + len(crops)])
+        probs /= len(self.members)
+        if moved is None:
+            return [RegionScores(p) for p in probs.split(counts)]
+        moved = (moved / self.regressors).view(-1, outputs, 4)
+        return [RegionScores(p, clip_boxes_to_image(b, tuple(image.shape[-2:])))
+                for p, b, image in zip(probs.split(counts), moved.split(counts), images)]
 
 
 def warped_batches(
@@ -68,8 +93,9 @@ def warped_batches(
         yield start, torch.cat(crops).contiguous(memory_format=torch.channels_last)
 
 
-def load_ensemble(paths: Sequence[str | Path], device: torch.device | str = "cpu", expected_classes: Sequence[str] | None = None) -> Ensemble:
-    """Load checkpoints into an ensemble, refusing any whose class list differs."""
+def load_ensemble(paths: Sequence[str | Path], device: torch.device | str = "cpu", expected_classes: Sequence[str] | None = None,
+                  bbox_reg: bool = True) -> Ensemble:
+    """Load checkpoints into an ensemble, refusing any whose class list differs (naming both files)."""
     specs, models = [], []
     reference, source = (tuple(expected_classes), "the expected class list") if expected_classes is not None else (None, "")
     for path in paths:
@@ -79,4 +105,4 @@ def load_ensemble(paths: Sequence[str | Path], device: torch.device | str = "cpu
         reference, source = spec.classes, f"those of {path}"
         specs.append(spec)
         models.append(model)
-    return Ensemble(specs, models)
+    return Ensemble(specs, models, bbox_reg=bbox_reg)

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "2 bad input, 130 interrupted.",
     )
     parser.add_argument("images", nargs="*", metavar="IMAGES", help="image files and/or folders of images")
-    parser.add_argument("--model", action="append", help="region-classifier checkpoint; repeat for an ensemble (default: the shipped demo model)")
+    parser.add_argument("--model", action="append", help="region-classifier checkpoint; repeat for an ensemble (default: the shipped demo ensemble)")
     parser.add_argument("--out", type=Path, default=Path("out/detections.json"), help="COCO-results JSON to write (default: %(default)s)")
     parser.add_argument("--draw", type=Path, metavar="DIR", help="also write each image with its labelled boxes as DIR/<key>.png")
     parser.add_argument("--draw-threshold", type=float, default=0.5, help="minimum score of drawn boxes (default: %(default)s)")
@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     multibox.add_argument("--no-multibox", action="store_true", help="selective search only")
     parser.add_argument("--multibox-top-n", type=int, default=200, help="MultiBox boxes per image (default: %(default)s)")
     parser.add_argument("--classes", help="class list file; refuse checkpoints trained on another list")
+    parser.add_argument("--no-bbox-reg", action="store_true", help="keep the proposals' boxes: do not apply the models' box "
+                        "regressors (default: applied, averaged over the models that have one)")
     add_engine_arguments(parser)
     parser.add_argument("--merge", nargs="*", type=Path, metavar="PARTS", help="join finished shards' work folders (default: "
                         "every OUT.shard-I-of-N.parts beside OUT) into OUT, instead of detecting")
@@ -72,7 +74,7 @@ def _pipeline(args: argparse.Namespace, device: str):
     multibox = None if args.no_multibox else args.multibox or (None if args.proposals else DEFAULT_MULTIBOX)
     classes = read_class_list(args.classes) if args.classes else None
     return Pipeline(args.model or list(DEMO_REGION_MODELS), multibox, search, multibox_settings=multibox_settings,
-                    thresholds=thresholds, classes=classes, device=device)
+                    thresholds=thresholds, classes=classes, bbox_reg=not args.no_bbox_reg, device=device)
 
 
 def run(args: argparse.Namespace) -> int:
