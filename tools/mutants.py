@@ -48,6 +48,7 @@ class Mutant:
 
 HELD_OUT_TRAINING = "tests/test_demo_pipeline.py::test_short_training_run_classifies_held_out_regions_well_above_the_label_mix"
 BATCH_WARP = "tests/test_region_training_data.py::test_batch_warp_on_the_device_equals_the_detectors_per_image_warp"
+BBOX_MEAN = "tests/test_bbox_regression.py::test_scores_are_the_mean_softmax_and_boxes_the_mean_over_the_members_with_a_regressor"
 SMALL_OBJECT = "tests/test_evaluate_ap.py::test_small_object_rule_accepts_a_loose_box_on_a_tiny_object"
 
 MUTANTS = (
@@ -83,12 +84,20 @@ MUTANTS = (
     # Ensembles: every member must warp its own way, from the right image, and the mean divide by the count.
     Mutant("ensemble-first-member-warp", "incdet/classify/ensemble.py", "spec.input_size, spec.context_pad, self.batch_size",
            "self.specs[0].input_size, self.specs[0].context_pad, self.batch_size", ("tests/test_ensemble_members.py",)),
-    Mutant("ensemble-divided-by-2", "incdet/classify/ensemble.py", "probs / len(self.members)", "probs / 2",
+    Mutant("ensemble-divided-by-2", "incdet/classify/ensemble.py", "probs /= len(self.members)", "probs /= 2",
            ("tests/test_ensemble_members.py",)),
     Mutant("ensemble-wrong-image", "incdet/classify/ensemble.py", "warp_image_regions(images[i], ",
            "warp_image_regions(images[0], ", ("tests/test_ensemble_members.py",)),
     Mutant("ensemble-loads-first-model-only", "incdet/classify/ensemble.py", "    for path in paths:\n",
            "    for path in paths[:1]:\n", ("tests/test_detect_cli.py::test_detect_with_stored_proposals_and_an_ensemble",)),
+    # Box regression at inference: each regressing member's deltas decoded on the proposals, the mean over
+    # the members that regress, clipped to the image.
+    Mutant("bbox-deltas-not-applied", "incdet/classify/ensemble.py", "decode_deltas(out.deltas, flat[start : start + len(crops)])",
+           "flat[start : start + len(crops)].repeat(1, outputs)", (BBOX_MEAN,)),
+    Mutant("bbox-mean-over-all-members", "incdet/classify/ensemble.py", "moved / self.regressors", "moved / len(self.members)",
+           (BBOX_MEAN,)),
+    Mutant("bbox-not-clipped", "incdet/classify/ensemble.py", "clip_boxes_to_image(b, tuple(image.shape[-2:]))", "b",
+           (BBOX_MEAN,)),
     # Selection: R-CNN's NMS at 0.3, top-k of the best, the score threshold, regressed boxes.
     Mutant("nms-iou-0.5", "incdet/postprocess/nms.py", "RCNN_NMS_IOU = 0.3", "RCNN_NMS_IOU = 0.5", ("tests/test_postprocess.py",)),
     Mutant("nms-iou-0.25", "incdet/postprocess/nms.py", "RCNN_NMS_IOU = 0.3", "RCNN_NMS_IOU = 0.25", ("tests/test_postprocess.py",)),
