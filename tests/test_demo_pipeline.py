@@ -32,8 +32,8 @@ from incdet.train.regions.train import train_regions
 from incdet.transforms import image_to_tensor
 from incdet.weights import DEMO_REGION_MODELS
 
-COVERAGE_FLOOR = 0.87  # measured 0.909 (290 boxes/image) at superpixel_scale 2
-SHIPPED_MAP_FLOOR = 0.78  # measured 0.823 (selective search only; README: 0.836 with MultiBox)
+COVERAGE_FLOOR = 0.87  # measured 0.899 (449 boxes/image, OpenCV backend) at superpixel_scale 2
+SHIPPED_MAP_FLOOR = 0.77  # measured 0.807, the shipped 3-model ensemble on selective search only (README: 0.830 with MultiBox)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def _mean_ap(models: list[Path], test_split) -> float:
     return evaluate_detections(annotations, records, pipeline.classes).mean_ap
 
 
-def test_shipped_model_beats_an_untrained_one_on_held_out_images(test_split, tmp_path):
+def test_shipped_ensemble_beats_an_untrained_model_on_held_out_images(test_split, tmp_path):
     spec = load_ensemble(DEMO_REGION_MODELS).specs[0]
     torch.manual_seed(0)
     save_region_classifier(tmp_path / "untrained.pt", spec, spec.build().eval())
