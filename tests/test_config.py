@@ -33,7 +33,7 @@ def test_demo_config_loads():
         ("optim:\n  label_smoothing: 1.0\n", "label_smoothing must be in"),
         ("trainer:\n  max_epochs: 3\n", "trainer.max_epochs is set by incdet"),
         ("trainer:\n  bogus_option: 1\n", "trainer.bogus_option is not an argument of lightning.Trainer"),
-        ("optim:\n  lr: .nan\n", "optim needs lr > 0"),
+        ("optim:\n  lr: .nan\n", "optim.lr must be a positive number, got nan"),
         ("data:\n  proposals: {superpixel_scale: -1}\n", "data.proposals: superpixel scale must be positive, got -1"),
         ("data:\n  proposals: {backend: magic}\n", "data.proposals: selective-search backend must be one of"),
         ("data:\n  fg_iou: 0.7\n", "data.bbox_iou 0.6 is below data.fg_iou 0.7"),
