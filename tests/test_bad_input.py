@@ -261,3 +261,24 @@ def test_a_read_only_output_folder_is_refused_before_the_work(corpus, tmp_path) 
     (tmp_path / "ro").chmod(0o555)
     result = run("detect", corpus / "good0.jpg", "--out", tmp_path / "ro" / "d.json", "--workers", "0")
     assert result.code == 2 and "cannot be written: no permission" in result.error_line()
+
+
+def test_a_full_disk_mid_run_is_one_line_and_the_finished_images_stay_saved(corpus, tmp_path, monkeypatch) -> None:
+    import incdet.engine.stages
+
+    drawn = []
+
+    def write_image(path, image):  # the second drawing finds the disk full
+        if drawn:
+            raise OSError(28, "No space left on device", str(path))
+        drawn.append(path)
+
+    monkeypatch.setattr(incdet.engine.stages, "write_image", write_image)
+    args = ["detect", corpus / "good0.jpg", corpus / "good1.png", corpus / "good2.jpg", "--out", tmp_path / "d.json",
+            "--draw", tmp_path / "drawn", "--batch-images", "1", "--workers", "0"]
+    result = run(*args)
+    assert result.code == 2 and result.error_line() == f"incdet: error: {tmp_path / 'drawn' / 'good1.png'}: No space left on device"
+    monkeypatch.undo()
+    resumed = run(*args)
+    assert resumed.code == 0 and "resuming: 1 of 3 images are done" in resumed.out
+
