@@ -2,7 +2,7 @@
 
 Exit codes: 0 success (a batch job may still have skipped and reported some items);
 1 a batch job could process none of its items; 2 bad usage or bad input for the whole job (or
-the system failing it, e.g. a full disk); 130 interrupted.
+the system failing it, e.g. a full disk); 130 interrupted (Ctrl-C; rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -15,9 +15,13 @@ import sys
 import incdet.commands
 from incdet.errors import InputError
 
+DESCRIPTION = ("GoogLeNet-style object detection: selective search + MultiBox proposals -> an ensemble of Inception "
+               "region classifiers -> NMS, with the ILSVRC-DET evaluator and Lightning training. Exit codes: 0 done "
+               "(bad items skipped and listed), 1 nothing could be processed, 2 bad input, 130 interrupted.")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="incdet", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="incdet", description=DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(incdet.commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):  # shared helpers of the commands, not commands

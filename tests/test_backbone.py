@@ -178,7 +178,8 @@ def test_short_run_learns_well_above_chance(tmp_path: Path, one_thread) -> None:
     cfg.augment.min_area, cfg.augment.hflip, cfg.augment.saturation = 0.5, False, 0.0
     train_backbone(cfg)
     spec, _ = load_backbone(cfg.export)
-    assert spec.metadata["metrics"]["val_top1"] > 0.4  # chance is 0.1 (10 digits); 0.74 measured
+    print(f"val top-1 after 3 epochs: {spec.metadata['metrics']['val_top1']:.3f}")
+    assert spec.metadata["metrics"]["val_top1"] > 0.72  # measured 0.758 (chance: 0.1, 10 digits)
 
 
 def test_torchvision_state_dicts_load_both_ways(tmp_path: Path) -> None:

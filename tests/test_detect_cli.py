@@ -54,14 +54,43 @@ def test_detect_writes_results_skips_bad_images_and_draws(tmp_path, model, image
 
 
 def test_detect_with_stored_proposals_and_an_ensemble(tmp_path, model, images):
+    """Two different members (other crop size, padding and weights): every (box, class) score of the
+    ensemble is the mean of the two members' own scores."""
+    other = tmp_path / "other.pt"
+    torch.manual_seed(1)
+    other_spec = RegionClassifierSpec(arch="googlenet", classes=SPEC.classes, input_size=48, context_pad=4, width=0.125)
+    save_region_classifier(other, other_spec, other_spec.build().eval())
     proposals = tmp_path / "props.json"
-    save_proposals(proposals, {"cat.jpg": np.array([[0, 0, 40, 40], [10, 10, 90, 60]], np.float32)})
+    save_proposals(proposals, {"cat.jpg": np.array([[0, 0, 40, 40], [10, 10, 90, 60]], np.float32)})  # IoU 0.19
+
+    def scores(*models) -> dict:
+        out = tmp_path / f"dets{len(models)}_{models[0].stem}.json"
+        args = ["detect", str(images / "cat.jpg"), "--proposals", str(proposals), "--out", str(out), "--score-threshold", "0"]
+        assert main(args + [a for m in models for a in ("--model", str(m))]) == 0
+        return {(tuple(r["bbox"]), r["category_name"]): r["score"] for r in json.loads(out.read_text())}
+
+    first, second, both = scores(model), scores(other), scores(model, other)
+    # Every box with every class (no score is 0, the boxes do not overlap enough to suppress each other).
+    expected_keys = {(box, name) for box in [(0.0, 0.0, 40.0, 40.0), (10.0, 10.0, 80.0, 50.0)] for name in SPEC.classes}
+    assert set(first) == set(second) == set(both) == expected_keys
+    for key in expected_keys:
+        assert both[key] == pytest.approx((first[key] + second[key]) / 2, abs=2e-5)  # scores are rounded to 5 digits
+    assert max(abs(first[k] - second[k]) for k in expected_keys) > 1e-3  # the members do score differently
+
+
+def test_detect_suppresses_at_rcnns_nms_iou_0_3_by_default(tmp_path, model, images):
+    """A pair of proposals at IoU 0.316 leaves one detection per class, a pair at 0.282 both."""
+    proposals = tmp_path / "props.json"
+    above = [[0, 0, 40, 40], [20.8, 0, 60.8, 40]]  # IoU 1536 / 4864 = 0.316
+    below = [[0, 50, 20, 60], [11.2, 50, 31.2, 60]]  # IoU 88 / 312 = 0.282 (10 px from the first pair)
+    save_proposals(proposals, {"cat.jpg": np.array(above + below, np.float32)})
     out = tmp_path / "dets.json"
-    rc = main(["detect", str(images / "cat.jpg"), "--model", str(model), "--model", str(model),
-               "--proposals", str(proposals), "--out", str(out), "--score-threshold", "0"])
-    assert rc == 0
+    assert main(["detect", str(images / "cat.jpg"), "--model", str(model), "--proposals", str(proposals), "--out", str(out),
+                 "--score-threshold", "0"]) == 0
     records = json.loads(out.read_text())
-    assert {tuple(r["bbox"]) for r in records} <= {(0.0, 0.0, 40.0, 40.0), (10.0, 10.0, 80.0, 50.0)}
+    for name in SPEC.classes:
+        tops = sorted(r["bbox"][1] for r in records if r["category_name"] == name)  # xywh: the pair it came from
+        assert tops == [0.0, 50.0, 50.0], tops
 
 
 def test_nothing_processed_exits_1_and_keeps_old_output(tmp_path, model, images, capsys):

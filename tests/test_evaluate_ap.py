@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from detection_records import det
 
 from incdet.data.records import Annotation
 from incdet.evaluate import evaluate_detections
@@ -21,10 +22,6 @@ from incdet.evaluate.matching import (
     iou_thresholds,
     paired_iou,
 )
-
-
-def det(file_name: str, cls: str, x1: float, y1: float, x2: float, y2: float, score: float) -> dict:
-    return {"file_name": file_name, "category_name": cls, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
 
 
 def test_all_point_ap_of_a_hand_made_curve():

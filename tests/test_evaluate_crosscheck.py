@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 import pytest
+from detection_records import det
 
 from incdet.data.records import Annotation
 from incdet.evaluate import evaluate_detections
@@ -28,11 +29,6 @@ from incdet.evaluate.coco import (
     to_coco_gt,
     to_coco_results,
 )
-
-
-def det(file_name: str, cls: str, x1: float, y1: float, x2: float, y2: float, score: float) -> dict:
-    return {"file_name": file_name, "category_name": cls, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
-
 
 # --- the reference: eval_det.m + VOCap, one loop at a time, inclusive coordinates ---------------
 

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from incdet.pipeline import Thresholds
 from incdet.postprocess.coco_results import to_coco_records
 from incdet.postprocess.nms import select_detections
 from incdet.structures import MULTIBOX, SOURCES, Proposals, RegionScores
@@ -21,6 +22,27 @@ def test_per_class_nms_threshold_and_topk():
     assert dets.boxes.tolist() == [[0, 0, 10, 10], [1, 1, 11, 11]]
     assert len(_select(boxes, probs, max_detections=1).scores) == 1
     assert len(_select(boxes, probs, score_threshold=0.9).scores) == 0
+
+
+def _pair(shift: float) -> torch.Tensor:
+    """Two 10x10 boxes, the second ``shift`` px to the right: IoU (10 - shift) / (10 + shift)."""
+    return torch.tensor([[0.0, 0, 10, 10], [shift, 0, 10 + shift, 10]])
+
+
+def test_default_nms_is_rcnns_0_3():
+    probs = torch.tensor([[0.1, 0.9], [0.2, 0.8]])  # one class; the first box scores higher
+    above, below = _pair(5.2), _pair(5.6)  # IoU 48/152 = 0.316 and 44/156 = 0.282
+    assert _select(above, probs).boxes.tolist() == [[0, 0, 10, 10]]  # suppressed at 0.3 (kept at 0.5)
+    assert len(_select(below, probs).scores) == 2  # kept at 0.3 (suppressed at 0.25)
+    assert Thresholds().nms_iou == 0.3  # and the detector's default (what `incdet detect` runs)
+
+
+def test_top_k_keeps_the_best_scoring_detections_best_first():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [60, 0, 70, 10]])
+    probs = torch.tensor([[0.6, 0.4], [0.1, 0.9], [0.3, 0.7], [0.8, 0.2]])  # no overlaps: NMS keeps all
+    dets = _select(boxes, probs, max_detections=2)
+    assert dets.scores.tolist() == pytest.approx([0.9, 0.7])
+    assert dets.boxes.tolist() == [[20, 0, 30, 10], [40, 0, 50, 10]]
 
 
 def test_regressed_boxes_replace_the_proposal_per_class_and_keep_its_source():

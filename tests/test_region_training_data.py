@@ -99,13 +99,18 @@ def test_batch_warp_on_the_device_equals_the_detectors_per_image_warp(data) -> N
     big_boxes = torch.tensor([[80.0, 50.0, 120.0, 90.0], [0.0, 0.0, 30.0, 20.0]])
     big = small._replace(index=9, image=big_image, boxes=big_boxes, labels=torch.zeros(2, dtype=torch.long),
                          targets=torch.zeros(2, 4), regress=torch.zeros(2, dtype=torch.bool))
-    batch = collate_regions([small, big])
-    assert batch.images.shape == (2, 3, 90, 120) and batch.sizes.tolist() == [[72, 96], [90, 120]]
-    crops = warp_batch(batch, 32, 4)
-    for i, sample in enumerate((small, big)):
-        image = image_to_tensor(sample.image.permute(1, 2, 0).numpy())
-        expected = warp_image_regions(image, sample.boxes, 32, 4)
-        torch.testing.assert_close(crops[batch.rois[:, 0] == i], expected, atol=1e-5, rtol=0)
+    # And another texture of the first one's size, so one roi_align call warps two images of the batch.
+    twin_image = torch.from_numpy(rng.integers(0, 255, tuple(small.image.shape), dtype=np.uint8))
+    twin = small._replace(index=10, image=twin_image)
+    batch = collate_regions([small, big, twin])
+    assert batch.images.shape == (3, 3, 90, 120) and batch.sizes.tolist() == [[72, 96], [90, 120], [72, 96]]
+    for samples in ((small, big, twin), (small, twin)):  # images of two sizes, and all of one size
+        batch = collate_regions(list(samples))
+        crops = warp_batch(batch, 32, 4)
+        for i, sample in enumerate(samples):
+            image = image_to_tensor(sample.image.permute(1, 2, 0).numpy())
+            expected = warp_image_regions(image, sample.boxes, 32, 4)
+            torch.testing.assert_close(crops[batch.rois[:, 0] == i], expected, atol=1e-5, rtol=0)
 
 
 def test_skipped_items_leave_only_their_message() -> None:

@@ -71,7 +71,9 @@ def test_first_boxes_sample_every_level_of_the_hierarchy(chelsea_boxes) -> None:
 
 def test_doubled_superpixels_give_fewer_boxes_on_a_photo(chelsea, chelsea_boxes) -> None:
     fine = selective_search(chelsea, 1.0, search_width=200)
-    assert len(chelsea_boxes) < 0.75 * len(fine)  # measured 0.54
+    ratio = len(chelsea_boxes) / len(fine)
+    print(f"boxes at superpixel scale 2 / scale 1: {ratio:.3f}")
+    assert 0.33 < ratio < 0.43  # measured 0.379 (GoogLeNet: "halves the number of selective-search boxes")
 
 
 def test_search_width_zero_searches_at_full_resolution(chelsea, chelsea_boxes) -> None:

@@ -73,7 +73,7 @@ def test_context_pad_is_what_surrounds_the_box() -> None:
 def test_huge_regions_are_warped_from_a_pooled_level_at_bounded_cost(monkeypatch) -> None:
     image = torch.from_numpy(_photo(4, 2400, 3200)).permute(2, 0, 1).float().div(255)
     boxes = torch.tensor([[0.0, 0, 3100, 2300], [100, 200, 2100, 1800], [10, 10, 300, 300], [10, 10, 60, 40]])
-    levels = warp._pyramid_levels(torch.cat([torch.zeros(4, 1), boxes], 1), 32)
+    levels = warp._pyramid_levels(boxes, 32)
     assert levels.tolist() == [6, 5, 3, 0]  # a side above 2 x 32 px leaves level 0
     pooled = warp_image_regions(image, boxes, 32, 0)
     monkeypatch.setattr(warp, "MAX_SAMPLES", 10**6)  # every region from the full-resolution image
@@ -84,8 +84,8 @@ def test_huge_regions_are_warped_from_a_pooled_level_at_bounded_cost(monkeypatch
 
 @pytest.mark.parametrize("size", [64, 224])
 def test_regions_up_to_twice_the_crop_size_stay_on_the_full_resolution_image(size: int) -> None:
-    rois = torch.tensor([[0, 0, 0, 2 * size, 10], [0, 0, 0, 2 * size + 1, 10], [0, 0, 0, 8 * size, 10]], dtype=torch.float32)
-    assert warp._pyramid_levels(rois, size).tolist() == [0, 1, 2]
+    boxes = torch.tensor([[0, 0, 2 * size, 10], [0, 0, 2 * size + 1, 10], [0, 0, 8 * size, 10]], dtype=torch.float32)
+    assert warp._pyramid_levels(boxes, size).tolist() == [0, 1, 2]
 
 
 def test_a_photo_far_larger_than_its_regions_need_is_reduced_before_warping() -> None:

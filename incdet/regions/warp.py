@@ -29,10 +29,10 @@ def default_context_pad(input_size: int) -> int:
     return round(RCNN_CONTEXT_PAD * input_size / RCNN_INPUT_SIZE)
 
 
-def _pyramid_levels(rois: Tensor, output_size: int) -> Tensor:
-    """Per region, the level of a 2x image pyramid to warp it from: 0 unless its side exceeds
-    MAX_SAMPLES x output_size, then the level at which it does not."""
-    side = (rois[:, 3:5] - rois[:, 1:3]).amax(dim=1).clamp(min=1.0)
+def _pyramid_levels(boxes: Tensor, output_size: int) -> Tensor:
+    """Per (context-padded, xyxy) region, the level of a 2x image pyramid to warp it from: 0 unless its
+    side exceeds MAX_SAMPLES x output_size, then the level at which it does not."""
+    side = (boxes[:, 2:] - boxes[:, :2]).amax(dim=1).clamp(min=1.0)
     return torch.ceil(torch.log2(side / (output_size * MAX_SAMPLES))).clamp(min=0).long()
 
 
@@ -60,9 +60,7 @@ def warp_source(image: np.ndarray, boxes: Tensor, crops: Sequence[tuple[int, int
     height, width = image.shape[:2]
     level = 0
     if len(boxes):
-        rois = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], dim=1)
-        level = min(int(_pyramid_levels(torch.cat([rois[:, :1], add_context(rois[:, 1:], size, pad)], 1), size).min())
-                    for size, pad in crops)
+        level = min(int(_pyramid_levels(add_context(boxes, size, pad), size).min()) for size, pad in crops)
     if level == 0:
         return WarpSource(image, boxes, boxes.new_ones(4))
     small = cv2.resize(image, (-(-width >> level), -(-height >> level)), interpolation=cv2.INTER_AREA)
@@ -82,7 +80,7 @@ def warp_regions(images: Tensor, rois: Tensor, output_size: int, context_pad: in
     ``MAX_SAMPLES ** 2`` samples per output pixel, however large the image and its boxes.
     """
     padded = torch.cat([rois[:, :1], add_context(rois[:, 1:], output_size, context_pad)], dim=1).to(images.dtype)
-    levels = _pyramid_levels(padded, output_size)
+    levels = _pyramid_levels(padded[:, 1:], output_size)
     if not len(padded) or int(levels.max()) == 0:
         return roi_align(images, padded, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
     crops = images.new_empty(len(padded), images.shape[1], output_size, output_size)
