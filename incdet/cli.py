@@ -1,8 +1,8 @@
 """The ``incdet`` console script: finds the sub-commands in ``incdet.commands`` and runs one.
 
 Exit codes: 0 success (a batch job may still have skipped and reported some items);
-1 a batch job could process none of its items; 2 bad usage or bad input for the whole job;
-130 interrupted (Ctrl-C; rerun the same command to resume).
+1 a batch job could process none of its items; 2 bad usage or bad input for the whole job (or
+the system failing it, e.g. a full disk); 130 interrupted (Ctrl-C; rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("incdet: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the system failing mid-run (a full disk, a vanished mount): one line, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"incdet: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +20,7 @@ from incdet.errors import InputError
 if TYPE_CHECKING:
     from incdet.structures import ImageRecord
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 
 
 @contextmanager
@@ -26,11 +28,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
 
     The rename is atomic on POSIX, so a crash or Ctrl-C never leaves a truncated output
-    and never destroys the user's previous file.
+    and never destroys the user's previous file. The temporary file is hidden and named after
+    its writer (``.NAME.HOST-PID.XXXX.SUFFIX``); one left by a writer that was killed (SIGKILL
+    gives no chance to clean up) is removed the next time ``path`` is written from this host.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    _remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_WRITER}-{os.getpid()}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     # mkstemp creates the file 0600; give it the permissions a plain open() would.
     umask = os.umask(0)
@@ -42,6 +47,24 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+_WRITER = socket.gethostname().replace(".", "_").replace("-", "_") or "host"
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete the temporary files of ``path`` whose writer, a process of this host, is gone."""
+    prefix = f".{path.name}.{_WRITER}-"
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = tmp.name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, another user's
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -96,18 +119,21 @@ def read_image(path: str | Path) -> np.ndarray:
         image = (image.astype(np.float32) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
     elif image.dtype != np.uint8:
         raise InputError(path, f"unsupported pixel type {image.dtype} (8- or 16-bit images only)")
-    return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    # In place: a 10000x10000 photo is 300 MB, and a copy would double the peak memory.
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
 
 
 def list_images(folder: str | Path) -> list[Path]:
     """Image files anywhere under ``folder`` (sub-folders included, hidden files and folders skipped),
-    sorted by their path relative to it; a clear error if there are none."""
+    sorted by their path relative to it; a clear error if there are none. A folder named like an image
+    (``sub.jpg``) is searched like any folder; a pipe or broken link named like one is listed, so that
+    reading it reports it as a skipped item rather than it vanishing without a word."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "not a directory")
     images = sorted(
         (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-         and not any(part.startswith(".") for part in p.relative_to(folder).parts) and p.is_file()),
+         and not any(part.startswith(".") for part in p.relative_to(folder).parts) and not p.is_dir()),
         key=lambda p: p.relative_to(folder).as_posix(),
     )
     if not images:

@@ -32,6 +32,7 @@ from incdet.multibox.propose import MultiBoxSettings, merge_multibox, predict_im
 from incdet.postprocess.nms import RCNN_NMS_IOU, select_detections
 from incdet.proposals.selective_search import selective_search
 from incdet.proposals.settings import SearchSettings
+from incdet.regions.warp import warp_source
 from incdet.structures import Detections, Proposals, RegionScores
 from incdet.transforms import image_to_tensor
 from incdet.weights import DEMO_MULTIBOX, DEMO_REGION_MODELS
@@ -171,9 +172,12 @@ class Pipeline:
         return self.proposer(images, proposals)
 
     def classify(self, images: Sequence[np.ndarray], proposals: Sequence[Proposals]) -> list[RegionScores]:
-        """Warp every proposal of every image and score it with the ensemble, batched across images."""
-        tensors = [image_to_tensor(image, self.device) for image in images]
-        return self.ensemble(tensors, [p.boxes.to(self.device) for p in proposals])
+        """Warp every proposal of every image and score it with the ensemble, batched across images
+        (an image far larger than its regions need is reduced first: :func:`warp_source`)."""
+        crops = [(spec.input_size, spec.context_pad) for spec in self.ensemble.specs]
+        sources = [warp_source(image, p.boxes, crops) for image, p in zip(images, proposals)]
+        scores = self.ensemble([image_to_tensor(s.image, self.device) for s in sources], [s.boxes.to(self.device) for s in sources])
+        return [r if r.boxes is None else RegionScores(r.probs, r.boxes * s.scale.to(r.boxes.device)) for r, s in zip(scores, sources)]
 
     def select(self, proposals: Proposals, scores: RegionScores) -> Detections:
         t = self.thresholds

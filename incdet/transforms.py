@@ -25,7 +25,8 @@ def image_to_uint8_tensor(image: np.ndarray) -> Tensor:
 
 def normalize(pixels: Tensor) -> Tensor:
     """uint8 (..., 3, H, W) pixels -> the ImageNet mean/std-normalised float input of every network."""
-    return TF.normalize(pixels.float().div_(255.0), list(IMAGENET_MEAN), list(IMAGENET_STD))
+    # In place on the new float tensor: a second full-size copy would double the peak memory.
+    return TF.normalize(pixels.float().div_(255.0), list(IMAGENET_MEAN), list(IMAGENET_STD), inplace=True)
 
 
 def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> Tensor:

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
+from fault_helpers import REPO, session_processes, start
 
 from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
 from incdet.cli import main
@@ -27,7 +28,6 @@ from incdet.engine.work import assemble
 from incdet.io import write_image, write_json
 from incdet.proposals.files import load_proposals
 
-REPO = Path(__file__).resolve().parent.parent  # this checkout, whatever the subprocess's working folder
 SPEC = RegionClassifierSpec(arch="googlenet", classes=("cat", "cup"), input_size=32, context_pad=2, width=0.125)
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "camera", "immunohistochemistry", "hubble_deep_field", "coins")
 
@@ -70,13 +70,6 @@ def test_images_are_keyed_by_their_path_in_the_input_folder(reference) -> None:
     assert (0, "a/0000.png") in names and (4, "b/0000.png") in names  # the same name in two folders; ids by sorted key
 
 
-def _start(args: list[str], cwd: Path) -> subprocess.Popen:
-    # A session of its own, like a terminal's job: the signal reaches the CLI and its workers.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-m", "incdet.cli", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
 def _wait_for_lines(parts: Path, at_least: int, process: subprocess.Popen, timeout: float = 120) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
@@ -88,21 +81,9 @@ def _wait_for_lines(parts: Path, at_least: int, process: subprocess.Popen, timeo
     raise AssertionError(f"the run wrote no {at_least} result lines in time (exit code {process.poll()}) {stderr}")
 
 
-def _session_processes(session: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
-
-
 def test_a_run_killed_halfway_resumes_to_a_byte_identical_json(job, reference, tmp_path) -> None:
     out = tmp_path / "dets.json"
-    process = _start(detect_args(job, out), tmp_path)
+    process = start(detect_args(job, out), tmp_path)
     done = _wait_for_lines(out.with_name("dets.json.parts"), 2, process)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -113,7 +94,7 @@ def test_a_run_killed_halfway_resumes_to_a_byte_identical_json(job, reference, t
 
 def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing_behind(job, reference, tmp_path) -> None:
     out = tmp_path / "dets.json"
-    process = _start(detect_args(job, out)[:-1] + ["2"], tmp_path)  # two search workers
+    process = start(detect_args(job, out)[:-1] + ["2"], tmp_path)  # two search workers
     _wait_for_lines(out.with_name("dets.json.parts"), 2, process)
     os.killpg(process.pid, signal.SIGINT)
     _, err = process.communicate(timeout=60)
@@ -122,9 +103,9 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing_behind(job, reference
     assert len(lines) == 1, err
     assert lines[0].startswith("incdet: interrupted; ") and "run the same command again to resume" in lines[0]
     deadline = time.monotonic() + 10
-    while _session_processes(process.pid) and time.monotonic() < deadline:
+    while session_processes(process.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _session_processes(process.pid), "worker processes outlived the CLI"
+    assert not session_processes(process.pid), "worker processes outlived the CLI"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dets.json.parts"]  # no temporary files, no half-written JSON
     assert main(detect_args(job, out)) == 0
     assert out.read_bytes() == reference

@@ -1,3 +1,5 @@
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -58,3 +60,23 @@ def test_collect_images_keys_by_relative_path_sorted_once_and_refuses_clashing_k
         ("sub/x.png", a / "sub" / "x.png", 0), ("x.png", a / "x.png", 1), ("y.png", a / "y.png", 2)]
     with pytest.raises(InputError, match="has the key 'x.png' of"):
         collect_images([a, tmp_path / "b"])
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write_and_a_live_ones_kept(tmp_path):
+    import subprocess
+    import sys
+
+    # A writer killed by SIGKILL between creating its temporary file and the rename.
+    code = ("import os, sys; from incdet.io import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('half'); os.kill(os.getpid(), 9)")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "out.json")], check=False)
+    orphans = [p.name for p in tmp_path.iterdir()]
+    assert len(orphans) == 1 and orphans[0].startswith(".out.json.")
+    with atomic_path(tmp_path / "other.json") as tmp:  # another output leaves it alone
+        tmp.write_text("{}")
+    assert (tmp_path / orphans[0]).exists()
+    host = orphans[0].split(".")[3].rsplit("-", 1)[0]  # .out.json.HOST-PID.RANDOM.json
+    live = tmp_path / f".out.json.{host}-{os.getppid()}.abc.json"  # this test's parent is alive
+    live.write_text("a live writer's")
+    write_json(tmp_path / "out.json", {"a": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["other.json", "out.json", live.name])

@@ -17,7 +17,7 @@ from incdet.evaluate.detections import read_detections
 from incdet.evaluate.evaluator import evaluate_detection_arrays
 from incdet.evaluate.report import SORT_KEYS, format_table, to_json, write_pr_curves
 from incdet.evaluate.submission import is_submission_file, read_submission
-from incdet.io import write_json
+from incdet.io import check_output_path, write_json
 from incdet.structures import SkipReport
 
 DESCRIPTION = """\
@@ -70,8 +70,11 @@ def _classes(dataset: Dataset, records: list) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     if not 0.0 < args.iou <= 1.0:
-        print(f"incdet eval: --iou must be in (0, 1], got {args.iou}", file=sys.stderr)
-        return 2
+        raise InputError(None, f"--iou must be in (0, 1], got {args.iou}")
+    if args.json:
+        check_output_path(args.json)
+    if args.plots:
+        check_output_path(args.plots, folder=True)
     classes = read_class_list(args.classes) if args.classes else None
     dataset = load_dataset(args.gt, split=args.split, classes=classes, blacklist=args.blacklist)
     rule = not args.no_small_object_rule

@@ -10,8 +10,12 @@ While the main process classifies one group, the workers already search the next
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
+import select
+import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -37,8 +41,35 @@ def _as_is(item: Loaded) -> Loaded:
     return item  # DataLoader's default would turn the numpy arrays into tensors
 
 
-def _worker_init(_: int) -> None:
+def _worker_init(_: int, main_pid: int) -> None:
     init_worker()
+    threading.Thread(target=_exit_with, args=(main_pid,), daemon=True, name="incdet-main-watch").start()
+
+
+def _exit_with(main_pid: int) -> None:
+    """End this worker as soon as the main process is gone, however it died (SIGKILL, the OOM killer).
+
+    DataLoader's own watchdog watches the worker's parent, which under forkserver is the fork server;
+    and the fork server lives as long as any worker does, so without this both would outlive a
+    killed job forever."""
+    try:
+        handle = os.pidfd_open(main_pid)
+    except (AttributeError, OSError):  # no pidfd (not Linux >= 5.3): poll instead
+        while _alive(main_pid):
+            time.sleep(1.0)
+    else:
+        select.select([handle], [], [])  # readable once the process has exited
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def load_images(records: Sequence[ImageRecord], loader: Loader, workers: int | None = None, ahead: int = 16) -> Iterator[Loaded]:
@@ -50,7 +81,8 @@ def load_images(records: Sequence[ImageRecord], loader: Loader, workers: int | N
     if context is not None:
         context.set_forkserver_preload(["incdet.engine.stages"])
     yield from DataLoader(_Images(records, loader), batch_size=None, num_workers=workers, collate_fn=_as_is,
-                          multiprocessing_context=context, worker_init_fn=_worker_init if workers else None,
+                          multiprocessing_context=context,
+                          worker_init_fn=functools.partial(_worker_init, main_pid=os.getpid()) if workers else None,
                           prefetch_factor=max(2, -(-ahead // workers)) if workers else None)
 
 

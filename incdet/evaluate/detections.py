@@ -214,6 +214,11 @@ def _check_boxes(d: DetectionArrays, filenames: Sequence[str], sizes: np.ndarray
     d = DetectionArrays(d.record[good], d.image[good], d.label[good], d.boxes[good].copy(), d.scores[good])
     d.boxes[:, 2:] += d.boxes[:, :2]  # xywh -> xyxy
     warn_outside(d, filenames, sizes, report, source)
+    outside = np.flatnonzero((d.scores < 0) | (d.scores > 1))
+    if len(outside):  # a COCO-results score is a probability; these may be raw scores, or the wrong field
+        k = outside[0]
+        report.warn(source, f"{len(outside)} detection score(s) outside [0, 1], kept (AP uses only their order); "
+                            f"first: detection #{d.record[k]} ({filenames[d.image[k]]}) score {d.scores[k]:g}")
     return d
 
 

@@ -95,16 +95,17 @@ def write_pr_curves(result: EvalResult, folder: str | Path, display_names: Mappi
             if c.num_gt == 0:
                 continue
             ax.clear()
-            envelope = interpolated_precision(c.precision)
-            # step "pre": envelope[i] holds on (recall[i-1], recall[i]], the area summed into AP
-            ax.step(np.concatenate(([0.0], c.recall)), np.concatenate((envelope[:1], envelope)), where="pre",
-                    color="C0", label="interpolated")
-            ax.plot(c.recall, c.precision, ".", ms=2, color="0.5", label="raw")
+            if len(c.recall):  # a class without detections has no curve: an empty plot with its AP of 0
+                envelope = interpolated_precision(c.precision)
+                # step "pre": envelope[i] holds on (recall[i-1], recall[i]], the area summed into AP
+                ax.step(np.concatenate(([0.0], c.recall)), np.concatenate((envelope[:1], envelope)), where="pre",
+                        color="C0", label="interpolated")
+                ax.plot(c.recall, c.precision, ".", ms=2, color="0.5", label="raw")
+                ax.legend(loc="lower left", fontsize=8)
             ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
             label = names.get(c.name, c.name)
             title = label if label == c.name else f"{label} ({c.name})"
             ax.set_title(f"{title}: AP {100 * c.ap:.2f}%", fontsize=10)
-            ax.legend(loc="lower left", fontsize=8)
             fig.tight_layout()
             path = folder / f"{i:03d}_{_slug(label)}.png"
             with atomic_path(path) as tmp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -82,6 +83,8 @@ def _coerce(hint: Any, value: Any, path: Path, where: str) -> Any:
         return None
     for option in options:
         if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if math.isnan(value):  # YAML's .nan: no setting means "not a number"
+                raise InputError(path, f"{where}: expected a number, got .nan")
             return float(value)
         if option in (int, str, bool) and type(value) is option:
             return value

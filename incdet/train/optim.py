@@ -33,8 +33,15 @@ class OptimConfig:
     def validate(self) -> None:
         if self.name not in OPTIMIZERS:
             raise ValueError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {self.name!r}")
-        if not self.lr > 0 or not 0 < self.lr_decay <= 1 or self.lr_decay_epochs < 1:
-            raise ValueError("optim needs lr > 0, lr_decay in (0, 1] and lr_decay_epochs >= 1")
+        if not 0 < self.lr < float("inf"):
+            raise ValueError(f"optim.lr must be a positive number, got {self.lr}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"optim.lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.lr_decay_epochs < 1:
+            raise ValueError(f"optim.lr_decay_epochs must be >= 1, got {self.lr_decay_epochs}")
+        if not (0 <= self.rmsprop_decay < 1 and self.rmsprop_eps > 0):
+            raise ValueError(f"optim.rmsprop_decay must be in [0, 1) and optim.rmsprop_eps positive, got "
+                             f"{self.rmsprop_decay} and {self.rmsprop_eps}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"optim.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:

@@ -15,6 +15,7 @@ silently redone, so:
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import lightning as L
@@ -38,16 +39,32 @@ def resume_checkpoint(out_dir: str | Path, resume: bool | str | None) -> str | N
         path = folder / LAST
         if not path.is_file():
             raise InputError(path, "resume: true, but there is no checkpoint to continue from")
-        return str(path)
+        return _complete(path)
     if isinstance(resume, str):
         if not Path(resume).is_file():
             raise InputError(resume, "checkpoint to resume from does not exist")
-        return resume
+        return _complete(Path(resume))
     held = sorted(folder.glob("*.ckpt"), key=lambda p: (p.name != LAST, p.name)) if folder.is_dir() else []
     if held:
         raise InputError(out_dir, f"already holds a training run (checkpoints/{held[0].name}); set resume: true to continue it, "
                                   "or choose another out_dir")
     return None
+
+
+def _complete(path: Path) -> str:
+    """``path`` if it is a whole checkpoint (a zip archive whose every member reads back intact), else a
+    one-line error now rather than a traceback once the data has loaded. Lightning copies a checkpoint
+    into place from a temporary file, so a kill at that moment can leave it cut short."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        broken = str(exc) or type(exc).__name__
+    if broken is not None:
+        others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
+        hint = f"; resume from {others[-1]} (resume: {path.parent / others[-1]})" if others else ""
+        raise InputError(path, f"is not a complete checkpoint (cut short while it was saved?: {broken}){hint}")
+    return str(path)
 
 
 def check_writable(path: str | Path | None, what: str) -> None:
