@@ -9,7 +9,8 @@ ILSVRC rules (`incdet eval`'s evaluator), and seconds per image: classification 
 NMS) of each configuration, and that plus the shared proposals, i.e. what `incdet detect` costs.
 The same numbers, one configuration at a time, come from the CLI:
 
-    incdet detect demo/test/images --model M.pt [--model ...] [--no-bbox-reg] --out out/d.json
+    incdet detect demo/test/images --model M.pt [--model ...] --multibox incdet/weights/demo_multibox.pt \
+        [--no-bbox-reg] --out out/d.json
     incdet eval --gt demo/test/annotations --dets out/d.json [--iou 0.7]
 """
 
