@@ -19,7 +19,14 @@ def start(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     return subprocess.Popen([sys.executable, "-m", "incdet.cli", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    # A test run started in the background of a shell (`pytest &`, nohup, some CI runners) inherits
+    # SIGINT ignored, and Python then never raises KeyboardInterrupt: give the command the default
+    # disposition a terminal's foreground job has, so Ctrl-C is what the signal tests send.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def session_processes(session: int) -> list[int]:

@@ -33,24 +33,28 @@ def demo_crops(tmp_path_factory) -> dict[int, torch.Tensor]:
     rng = np.random.default_rng(0)
     xy = rng.random((13, 2)) * 150
     boxes = torch.tensor(np.concatenate([xy, xy + 20 + rng.random((13, 2)) * 90], 1), dtype=torch.float32)
-    return {size: warp_image_regions(image, boxes, size, pad) for size, pad in ((64, 5), (32, 2))}
+    return {size: warp_image_regions(image, boxes, size, pad) for size, pad in ((64, 5), (75, 5), (80, 8), (32, 2))}
 
 
 def _run(path, crops: torch.Tensor) -> list[np.ndarray]:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"crops": crops.numpy()})
 
 
-def test_shipped_classifier_exports_and_matches_pytorch(tmp_path, demo_crops, capsys) -> None:
+@pytest.mark.parametrize("member", range(len(DEMO_REGION_MODELS)))
+def test_shipped_classifiers_export_and_match_pytorch(tmp_path, demo_crops, capsys, member) -> None:
+    path = DEMO_REGION_MODELS[member]
     out = tmp_path / "demo.onnx"
-    assert main(["export", "--model", str(DEMO_REGION_MODELS[0]), "--out", str(out)]) == 0
+    assert main(["export", "--model", str(path), "--out", str(out)]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
-    spec, model = load_region_classifier(DEMO_REGION_MODELS[0])
+    spec, model = load_region_classifier(path)
+    assert spec.bbox_reg  # every shipped member regresses boxes: the file holds both heads
     crops = demo_crops[spec.input_size]
     with torch.no_grad():
-        expected = model(crops).logits.softmax(1).numpy()
+        expected = model(crops)
     for batch in (crops, crops[:1]):  # the batch axis is dynamic
-        (probs,) = _run(out, batch)
-        np.testing.assert_allclose(probs, expected[: len(batch)], atol=1e-4)
+        probs, deltas = _run(out, batch)
+        np.testing.assert_allclose(probs, expected.logits.softmax(1).numpy()[: len(batch)], atol=1e-4)
+        np.testing.assert_allclose(deltas, expected.deltas.numpy()[: len(batch)], atol=1e-4)
     metadata = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["incdet"])
     assert metadata["classes"] == ["__background__", *spec.classes] and metadata["input_size"] == spec.input_size
 

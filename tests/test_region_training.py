@@ -4,12 +4,9 @@ Ctrl-C), bad images and store entries mid-epoch, and box regression learned thro
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from fault_helpers import start
 from region_training_data import make_data, region_config, write_config
 from torchvision.ops import box_iou
 
@@ -113,9 +111,7 @@ def test_bad_images_and_store_entries_are_skipped_once_and_training_goes_on(data
 def test_ctrl_c_stops_training_with_exit_130_and_no_export(data, tmp_path) -> None:
     cfg = region_config(data, tmp_path, max_epochs=1000)
     path = write_config(tmp_path / "c.yaml", cfg)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    process = subprocess.Popen([sys.executable, "-m", "incdet.cli", "train", "regions", "--config", str(path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = start(["train", "regions", "--config", str(path)], tmp_path)
     deadline = time.monotonic() + 120
     while not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
