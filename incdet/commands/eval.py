@@ -9,7 +9,7 @@ from pathlib import Path
 
 from incdet.data.classes import read_class_list
 from incdet.data.dataset import load_dataset
-from incdet.data.ilsvrc import IlsvrcDataset
+from incdet.data.ilsvrc import submission_numbers
 from incdet.data.records import Dataset
 from incdet.errors import InputError
 from incdet.evaluate import EvalResult, evaluate_detections
@@ -120,10 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate_submission(args: argparse.Namespace, dataset: Dataset, small_object_rule: bool) -> EvalResult:
     """A devkit submission file: its image_index refers to the image set's numbers."""
-    numbers = dataset.image_numbers if isinstance(dataset, IlsvrcDataset) else None
-    if not numbers:
-        raise InputError(args.gt, "a submission file needs ILSVRC-DET ground truth whose image set numbers its images "
-                                  "(val.txt's second column); this one has no image numbers")
+    numbers = submission_numbers(dataset, args.gt)
     report = SkipReport()
     dets, lines = read_submission(args.dets, [a.filename for a in dataset.annotations], numbers, dataset.classes,
                                   dataset.category_ids, report)

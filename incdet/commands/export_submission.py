@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from incdet.data.dataset import load_dataset
-from incdet.data.ilsvrc import IlsvrcDataset
-from incdet.errors import InputError
+from incdet.data.ilsvrc import submission_numbers
 from incdet.evaluate.detections import detection_arrays, read_detections
 from incdet.postprocess.submission import write_submission
 from incdet.structures import SkipReport
@@ -42,16 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.gt, split=args.split)
-    if not isinstance(dataset, IlsvrcDataset) or not dataset.image_numbers:
-        raise InputError(args.gt, "not an ILSVRC-DET image set with image numbers (like val.txt's second column); "
-                                  "a submission file needs them")
+    numbers = submission_numbers(dataset, args.gt)
     records = read_detections(args.dets)
     report = SkipReport()
     filenames = [a.filename for a in dataset.annotations]
     sizes = np.array([[a.width, a.height] for a in dataset.annotations], np.float64).reshape(-1, 2)
     d = detection_arrays(records, filenames, sizes, dataset.classes, dataset.category_ids, report, str(args.dets))
     det_id_of = {name: det_id for det_id, name in dataset.category_ids.items()}
-    number = np.array([dataset.image_numbers.get(f, -1) for f in filenames], np.int64)
+    number = np.array([numbers.get(f, -1) for f in filenames], np.int64)
     numbered = number[d.image] >= 0
     for k in np.flatnonzero(~numbered):
         report.skip("detection", args.dets, f"detection #{d.record[k]} ({filenames[d.image[k]]}): the image has no "

@@ -52,6 +52,16 @@ class IlsvrcDataset(Dataset):
     release: str = ""  # "2015" or "2014" (layout it was read from)
 
 
+def submission_numbers(dataset: Dataset, path: str | Path) -> dict[str, int]:
+    """The image numbers a devkit submission file's ``<image_index>`` refers to; InputError naming
+    ``path`` (the ground truth) when ``dataset`` is not an ILSVRC-DET image set that numbers its images."""
+    numbers = dataset.image_numbers if isinstance(dataset, IlsvrcDataset) else None
+    if not numbers:
+        raise InputError(path, "not an ILSVRC-DET image set with image numbers (like val.txt's second column): "
+                               "a submission file needs ILSVRC-DET ground truth whose image set numbers its images")
+    return numbers
+
+
 def read_ilsvrc_xml(path: Path, filename: str, report: SkipReport) -> Annotation | None:
     """One ILSVRC XML; None (reported) when the file is unusable, bad objects skipped one by one.
 
