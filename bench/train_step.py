@@ -10,7 +10,7 @@ in-memory batches from the same DataLoader:
 * ``torchvision loop``: ``torchvision.models.<arch>`` and a minimal hand-written loop;
 * ``incdet loop``: incdet's model (same layers, width/low-res options) in the same loop;
 * ``incdet Lightning``: ``BackboneModule`` run by the trainer ``incdet train backbone`` builds
-  (``make_trainer``: checkpoint callback, CSV logger, gradient clipping; no progress bar).
+  (``backbone_trainer``: checkpoint callback, CSV logger, gradient clipping; no progress bar).
 
 Only steps after the warm-up are timed, from the end of one step to the end of the last, so
 data fetching and every Lightning hook in between are included. The variants take turns for
@@ -42,7 +42,7 @@ from incdet.train.backbone.config import (
     BackboneTrainConfig,
 )
 from incdet.train.backbone.module import BackboneModule
-from incdet.train.backbone.train import make_trainer
+from incdet.train.backbone.train import backbone_trainer
 from incdet.train.optim import OptimConfig, make_optimizer
 
 AUX_WEIGHT = 0.4
@@ -107,7 +107,7 @@ class StepTimer(L.Callback):
 
 def lightning_run(module: BackboneModule, loader: DataLoader, cfg: BackboneTrainConfig, warmup: int, device: torch.device) -> float:
     timer = StepTimer(warmup, device)
-    trainer, _ = make_trainer(cfg, [timer])
+    trainer, _ = backbone_trainer(cfg, [timer])
     trainer.fit(module, train_dataloaders=loader)
     return timer.seen / (timer.end - timer.start)
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from incdet.classify.ensemble import load_ensemble
-from incdet.devices import resolve_device
+from incdet.devices import autocast, resolve_device, resolve_precision
 from incdet.errors import InputError
 from incdet.io import file_sha256
 from incdet.multibox.checkpoint import load_multibox
@@ -76,15 +76,18 @@ def model_record(path: str | Path) -> dict[str, str]:
 
 class Proposer:
     """Stage 1: selective search, and a MultiBox network's top-N boxes merged in when it has one
-    (``multibox``: a MultiBox checkpoint, or None for selective search only)."""
+    (``multibox``: a MultiBox checkpoint, or None for selective search only; ``precision``: what it
+    computes in, as :class:`Pipeline`'s)."""
 
     def __init__(self, search: SearchSettings = SearchSettings(), multibox: str | Path | None = None,
-                 multibox_settings: MultiBoxSettings = MultiBoxSettings(), device: torch.device | str = "auto") -> None:
+                 multibox_settings: MultiBoxSettings = MultiBoxSettings(), device: torch.device | str = "auto",
+                 precision: str = "auto") -> None:
         self.search_settings = search
         self.multibox_path = Path(multibox) if multibox is not None else None
         self.multibox_settings = multibox_settings
-        device = resolve_device(device) if isinstance(device, str) else device
-        self.multibox = load_multibox(multibox, device)[1] if multibox is not None else None
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.precision = resolve_precision(precision, self.device)
+        self.multibox = load_multibox(multibox, self.device)[1] if multibox is not None else None
 
     def __call__(self, images: Sequence[np.ndarray], proposals: Sequence[Proposals] | None = None) -> list[Proposals]:
         """Proposals of each image: ``proposals`` given (e.g. stored ones) or searched, then MultiBox's merged in."""
@@ -98,7 +101,8 @@ class Proposer:
     def multibox_boxes(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Each image's top-N MultiBox boxes, best first, batched across the images."""
         settings = self.multibox_settings
-        return [boxes for boxes, _ in predict_images(self.multibox, images, settings.top_n, settings.nms_iou)]
+        with autocast(self.device, self.precision):
+            return [boxes for boxes, _ in predict_images(self.multibox, images, settings.top_n, settings.nms_iou)]
 
     def add_multibox(self, images: Sequence[np.ndarray], proposals: Sequence[Proposals]) -> list[Proposals]:
         if self.multibox is None or not images:
@@ -129,8 +133,9 @@ class Pipeline:
     ``models``: region-classifier checkpoints (an ensemble; default the shipped demo model);
     ``multibox``: a MultiBox checkpoint, None for selective search only, or ``"default"`` (the
     shipped network with the shipped models, else none); ``classes``: refuse models trained on
-    another class list; ``bbox_reg``: move boxes with the regressors of the models that have one.
-    ``config`` keeps the arguments, so ``Pipeline(**p.config)`` builds the
+    another class list; ``bbox_reg``: move boxes with the regressors of the models that have one;
+    ``precision``: fp32, bf16 or fp16 autocast for the networks (``auto``: bf16 on a GPU that has
+    it, fp32 on the CPU). ``config`` keeps the arguments, so ``Pipeline(**p.config)`` builds the
     same pipeline in another process.
     """
 
@@ -145,16 +150,18 @@ class Pipeline:
         classes: Sequence[str] | None = None,
         bbox_reg: bool = True,
         device: str = "auto",
+        precision: str = "auto",
     ) -> None:
         models = [str(m) for m in models]
         if not models:
             raise InputError(None, "a pipeline needs at least one region-classifier model")
         self.config = {"models": models, "multibox": None if multibox is None else str(multibox), "search": search,
                        "multibox_settings": multibox_settings, "thresholds": thresholds,
-                       "classes": None if classes is None else list(classes), "bbox_reg": bbox_reg, "device": device}
+                       "classes": None if classes is None else list(classes), "bbox_reg": bbox_reg, "device": device, "precision": precision}
         self.device = resolve_device(device)
-        self.ensemble = load_ensemble(models, self.device, classes, bbox_reg).to(self.device)
-        self.proposer = Proposer(search, default_multibox(models, multibox), multibox_settings, self.device)
+        self.precision = resolve_precision(precision, self.device)
+        self.ensemble = load_ensemble(models, self.device, classes, bbox_reg, self.precision).to(self.device)
+        self.proposer = Proposer(search, default_multibox(models, multibox), multibox_settings, self.device, self.precision)
         self.thresholds = thresholds
 
     @property
@@ -166,25 +173,33 @@ class Pipeline:
         ones per image (MultiBox's are still merged in when the pipeline has a network)."""
         proposals = self.propose(images, proposals)
         scores = self.classify(images, proposals)
-        return [self.select(p, s) for p, s in zip(proposals, scores)]
+        return self.select(proposals, scores)
 
     def propose(self, images: Sequence[np.ndarray], proposals: Sequence[Proposals] | None = None) -> list[Proposals]:
         return self.proposer(images, proposals)
 
     def classify(self, images: Sequence[np.ndarray], proposals: Sequence[Proposals]) -> list[RegionScores]:
         """Warp every proposal of every image and score it with the ensemble, batched across images
-        (an image far larger than its regions need is reduced first: :func:`warp_source`)."""
+        (an image far larger than its regions need is reduced first: :func:`warp_source`). The
+        images go to the device from pinned memory without waiting; the boxes stay on the CPU,
+        where the warp plans its calls."""
         crops = [(spec.input_size, spec.context_pad) for spec in self.ensemble.specs]
         sources = [warp_source(image, p.boxes, crops) for image, p in zip(images, proposals)]
-        scores = self.ensemble([image_to_tensor(s.image, self.device) for s in sources], [s.boxes.to(self.device) for s in sources])
+        scores = self.ensemble([image_to_tensor(s.image, self.device) for s in sources], [s.boxes for s in sources])
         return [r if r.boxes is None else RegionScores(r.probs, r.boxes * s.scale.to(r.boxes.device)) for r, s in zip(scores, sources)]
 
-    def select(self, proposals: Proposals, scores: RegionScores) -> Detections:
+    def select(self, proposals: Sequence[Proposals], scores: Sequence[RegionScores]) -> list[Detections]:
+        """Stage 4 for each image on the device, then every image's detections to the CPU in one copy."""
         t = self.thresholds
-        return select_detections(proposals.to(self.device), scores, t.score_threshold, t.nms_iou, t.max_detections).to("cpu")
+        found = [select_detections(p, s, t.score_threshold, t.nms_iou, t.max_detections) for p, s in zip(proposals, scores)]
+        if not found:
+            return []
+        return Detections.concat(found).to("cpu").split([len(d) for d in found])
 
     def settings(self) -> dict[str, Any]:
         """Everything detections depend on besides the proposals' source, as a job records it."""
         return {"models": [model_record(m) for m in self.config["models"]], **self.proposer.settings(),
                 "thresholds": asdict(self.thresholds), "classes": list(self.classes),
-                "bbox_reg": self.ensemble.regressors > 0}
+                "bbox_reg": self.ensemble.regressors > 0,
+                # As asked: an engine's workers resolve "auto" on their own devices.
+                "precision": self.config["precision"]}

@@ -46,6 +46,16 @@ class _PerBox:
     def to(self: _Boxes, device: torch.device | str) -> _Boxes:
         return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
+    @classmethod
+    def concat(cls: type[_Boxes], items: list[_Boxes]) -> _Boxes:
+        """The rows of several records of one kind (at least one) as one record, in order."""
+        return replace(items[0], **{f.name: torch.cat([getattr(item, f.name) for item in items]) for f in fields(items[0])})
+
+    def split(self: _Boxes, sizes: list[int]) -> list[_Boxes]:
+        """The inverse of :meth:`concat`: consecutive records of ``sizes`` rows each."""
+        parts = {f.name: getattr(self, f.name).split(sizes) for f in fields(self)}
+        return [replace(self, **{name: rows[i] for name, rows in parts.items()}) for i in range(len(sizes))]
+
 
 @dataclass
 class Proposals(_PerBox):
@@ -98,11 +108,6 @@ class Detections(_PerBox):
         self.source = torch.as_tensor(self.source, dtype=torch.uint8).reshape(-1)
         if not len(self.boxes) == len(self.scores) == len(self.labels) == len(self.source):
             raise ValueError("boxes, scores, labels and source must have one row per detection")
-
-    @classmethod
-    def empty(cls, device: torch.device | str = "cpu") -> Detections:
-        return cls(torch.zeros(0, 4, device=device), torch.zeros(0, device=device),
-                   torch.zeros(0, dtype=torch.long, device=device), torch.zeros(0, dtype=torch.uint8, device=device))
 
 
 @dataclass

@@ -33,6 +33,10 @@ def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> Te
     """HxWx3 RGB uint8 -> normalised 3xHxW float tensor on ``device``.
 
     Normalising *before* warping makes roi_align's zero fill outside the image equal
-    to the mean colour, which is exactly R-CNN's "fill with the mean" rule.
+    to the mean colour, which is exactly R-CNN's "fill with the mean" rule. To a GPU the 8-bit
+    pixels go from pinned memory without blocking (a quarter of the float bytes), and are normalised there.
     """
-    return normalize(image_to_uint8_tensor(image).to(device))
+    pixels = image_to_uint8_tensor(image)
+    if torch.device(device).type == "cuda":
+        pixels = pixels.pin_memory()
+    return normalize(pixels.to(device, non_blocking=True))

@@ -49,6 +49,7 @@ class Mutant:
 HELD_OUT_TRAINING = "tests/test_demo_pipeline.py::test_short_training_run_classifies_held_out_regions_well_above_the_label_mix"
 BATCH_WARP = "tests/test_region_training_data.py::test_batch_warp_on_the_device_equals_the_detectors_per_image_warp"
 BBOX_MEAN = "tests/test_bbox_regression.py::test_scores_are_the_mean_softmax_and_boxes_the_mean_over_the_members_with_a_regressor"
+GPU_PATHS = "tests/test_gpu_paths.py"
 SMALL_OBJECT = "tests/test_evaluate_ap.py::test_small_object_rule_accepts_a_loose_box_on_a_tiny_object"
 
 MUTANTS = (
@@ -92,7 +93,7 @@ MUTANTS = (
            "    for path in paths[:1]:\n", ("tests/test_detect_cli.py::test_detect_with_stored_proposals_and_an_ensemble",)),
     # Box regression at inference: each regressing member's deltas decoded on the proposals, the mean over
     # the members that regress, clipped to the image.
-    Mutant("bbox-deltas-not-applied", "incdet/classify/ensemble.py", "decode_deltas(out.deltas, flat[start : start + len(crops)])",
+    Mutant("bbox-deltas-not-applied", "incdet/classify/ensemble.py", "decode_deltas(out.deltas.float(), flat[start : start + len(crops)])",
            "flat[start : start + len(crops)].repeat(1, outputs)", (BBOX_MEAN,)),
     Mutant("bbox-mean-over-all-members", "incdet/classify/ensemble.py", "moved / self.regressors", "moved / len(self.members)",
            (BBOX_MEAN,)),
@@ -123,6 +124,16 @@ MUTANTS = (
            "iou_thresholds(gt.boxes[gt_keep], iou_threshold, False)", (SMALL_OBJECT,)),
     Mutant("small-object-tolerance-0", "incdet/evaluate/matching.py", "PIXEL_TOLERANCE = 10.0", "PIXEL_TOLERANCE = 0.0",
            (SMALL_OBJECT,)),
+    # GPU paths: training not forced deterministic (roi_align's CUDA fallback), detection under autocast,
+    # a resumed run continuing mid-epoch.
+    Mutant("training-forced-deterministic", "incdet/train/run_dir.py", "deterministic=cfg.deterministic,", "deterministic=True,",
+           (f"{GPU_PATHS}::test_region_training_with_cuda_behaviour_never_reaches_the_unbounded_roi_align",
+            f"{GPU_PATHS}::test_multibox_training_with_cuda_behaviour_uses_the_roi_align_kernel")),
+    Mutant("detection-autocast-dropped", "incdet/classify/ensemble.py", "with autocast(device, self.precision):",
+           'with autocast(device, "fp32"):', (f"{GPU_PATHS}::test_bf16_detection_scores_are_close_to_fp32_but_computed_in_bf16",)),
+    Mutant("mid-epoch-resume-restarts-the-epoch", "incdet/train/resume.py", "sampler.start_at(epoch, batches * batch_size)",
+           "sampler.start_at(epoch, 0)",
+           (f"{GPU_PATHS}::test_a_run_killed_mid_epoch_resumes_where_it_stopped_and_sees_each_image_of_that_epoch_once",)),
     # bench/detect.py: the naive loop's crops must follow the model to its device.
     Mutant("bench-naive-crops-stay-on-cpu", "bench/detect.py", ".permute(2, 0, 1)[None].to(device)", ".permute(2, 0, 1)[None]",
            ("tests/test_bench_detect.py::test_the_naive_loop_runs_on_the_models_device_and_agrees_with_the_batched_warp",)),

@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--classes", help="class list file; refuse checkpoints trained on another list")
     parser.add_argument("--no-bbox-reg", action="store_true", help="keep the proposals' boxes: do not apply the models' box "
                         "regressors (default: applied, averaged over the models that have one)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                        help="what the networks compute in (autocast); auto: bf16 on a GPU that has it, fp32 on the CPU "
+                        "(default: %(default)s)")
     add_engine_arguments(parser)
     parser.add_argument("--merge", nargs="*", type=Path, metavar="PARTS", help="join finished shards' work folders (default: "
                         "every OUT.shard-I-of-N.parts beside OUT) into OUT, instead of detecting")
@@ -74,7 +77,8 @@ def _pipeline(args: argparse.Namespace, device: str):
     multibox = None if args.no_multibox else args.multibox or (None if args.proposals else DEFAULT_MULTIBOX)
     classes = read_class_list(args.classes) if args.classes else None
     return Pipeline(args.model or list(DEMO_REGION_MODELS), multibox, search, multibox_settings=multibox_settings,
-                    thresholds=thresholds, classes=classes, bbox_reg=not args.no_bbox_reg, device=device)
+                    thresholds=thresholds, classes=classes, bbox_reg=not args.no_bbox_reg, device=device,
+                    precision=args.precision)
 
 
 def run(args: argparse.Namespace) -> int:

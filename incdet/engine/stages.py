@@ -174,7 +174,7 @@ class DetectStep:
             start = _timed(seconds, "multibox", len(ok), start)
         scores = self.pipeline.classify(images, proposals)
         start = _timed(seconds, "warp+classify", len(ok), start)
-        detections = [self.pipeline.select(p, s) for p, s in zip(proposals, scores)]
+        detections = self.pipeline.select(proposals, scores)
         _timed(seconds, "nms", len(ok), start)
         for item, props, dets in zip(ok, proposals, detections):
             if self.drawing is not None:

@@ -78,11 +78,14 @@ def warp_regions(images: Tensor, rois: Tensor, output_size: int, context_pad: in
     ``MAX_SAMPLES`` times the crop size is warped from a 2^k-times average-pooled copy of the
     image instead (the same box filter, computed once per level): every crop then costs at most
     ``MAX_SAMPLES ** 2`` samples per output pixel, however large the image and its boxes.
+
+    ``rois`` may stay on the CPU while the images are on a GPU: the levels are then chosen on the
+    CPU and only each call's regions are sent, so the device is never waited for.
     """
-    padded = torch.cat([rois[:, :1], add_context(rois[:, 1:], output_size, context_pad)], dim=1).to(images.dtype)
+    padded = torch.cat([rois[:, :1], add_context(rois[:, 1:], output_size, context_pad)], dim=1).float()
     levels = _pyramid_levels(padded[:, 1:], output_size)
     if not len(padded) or int(levels.max()) == 0:
-        return roi_align(images, padded, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+        return _roi_align(images, padded.to(images.device, images.dtype, non_blocking=True), output_size, 1.0)
     crops = images.new_empty(len(padded), images.shape[1], output_size, output_size)
     level_images = images
     for level in range(int(levels.max()) + 1):
@@ -90,9 +93,24 @@ def warp_regions(images: Tensor, rois: Tensor, output_size: int, context_pad: in
             level_images = F.avg_pool2d(level_images, 2, ceil_mode=True)
         chosen = torch.nonzero(levels == level).flatten()
         if len(chosen):
-            crops[chosen] = roi_align(level_images, padded[chosen], output_size, spatial_scale=0.5**level,
-                                      sampling_ratio=-1, aligned=True)
+            level_rois = padded[chosen].to(images.device, images.dtype, non_blocking=True)
+            crops[chosen.to(images.device, non_blocking=True)] = _roi_align(level_images, level_rois, output_size, 0.5**level)
     return crops
+
+
+def _roi_align(images: Tensor, rois: Tensor, output_size: int, spatial_scale: float) -> Tensor:
+    """torchvision's ``roi_align`` kernel (adaptive sampling ratio, half-pixel aligned), always.
+
+    ``torchvision.ops.roi_align`` swaps its CUDA kernel for a pure-Python version when deterministic
+    algorithms are on, because the kernel's *backward* adds with atomics. That version sizes one
+    sampling grid by the largest region of the call: hundreds of GB for a training batch. A warp never
+    back-propagates into the image, and the kernel's forward computes each output on its own thread,
+    deterministic as it is, so the op is called directly (a training run's ``deterministic: true``
+    then costs nothing here); an image that needs gradients keeps torchvision's own choice.
+    """
+    if images.requires_grad:
+        return roi_align(images, rois, output_size, spatial_scale=spatial_scale, sampling_ratio=-1, aligned=True)
+    return torch.ops.torchvision.roi_align(images, rois, spatial_scale, output_size, output_size, -1, True)
 
 
 def warp_image_regions(image: Tensor, boxes: Tensor, output_size: int, context_pad: int) -> Tensor:

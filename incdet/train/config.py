@@ -16,7 +16,7 @@ from incdet.errors import InputError
 T = TypeVar("T")
 
 # Trainer arguments incdet sets itself from the config; a ``trainer:`` entry may not repeat them.
-MANAGED_TRAINER_KEYS = ("max_epochs", "default_root_dir", "logger", "callbacks", "gradient_clip_val", "deterministic")
+MANAGED_TRAINER_KEYS = ("max_epochs", "default_root_dir", "logger", "callbacks", "gradient_clip_val", "deterministic", "plugins")
 
 
 def require_positive(values: dict[str, float]) -> None:
@@ -24,6 +24,13 @@ def require_positive(values: dict[str, float]) -> None:
     for name, value in values.items():
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def check_run(cfg: Any) -> None:
+    """The keys every training config shares (see :func:`incdet.train.run_dir.make_trainer`)."""
+    if cfg.checkpoint_every_n_steps is not None and cfg.checkpoint_every_n_steps < 1:
+        raise ValueError(f"checkpoint_every_n_steps must be >= 1 (or null: every 10 minutes), got {cfg.checkpoint_every_n_steps}")
+    check_trainer_passthrough(cfg.trainer)
 
 
 def check_trainer_passthrough(trainer: dict[str, Any]) -> None:

@@ -10,21 +10,31 @@ silently redone, so:
 - the export path is checked before training starts (a file in the way of its folder, a folder
   named like it, a folder without write permission), not after the last epoch;
 - Ctrl-C: Lightning catches KeyboardInterrupt itself, shuts down and exits 1; :func:`fit` turns that
-  back into KeyboardInterrupt, so the command exits 130 and no half-trained model is exported.
+  back into KeyboardInterrupt, so the command exits 130 and no half-trained model is exported;
+- an ILSVRC-size epoch takes hours, so ``last.ckpt`` is also written during the epoch (every
+  ``checkpoint_every_n_steps`` steps, by default every 10 minutes), and a resumed run continues
+  mid-epoch (:mod:`incdet.train.resume`); each write is atomic in the run folder itself.
 """
 
 from __future__ import annotations
 
 import zipfile
+from datetime import timedelta
 from pathlib import Path
+from typing import Any, Sequence
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from incdet.errors import InputError
-from incdet.io import check_output_path
+from incdet.io import atomic_path, check_output_path
 
 LAST = "last.ckpt"
+# Without checkpoint_every_n_steps, last.ckpt is written after this much training time.
+CHECKPOINT_INTERVAL = timedelta(minutes=10)
 
 
 def checkpoint_dir(out_dir: str | Path) -> Path:
@@ -77,20 +87,58 @@ def check_writable(path: str | Path | None, what: str) -> None:
         raise InputError(exc.path, f"{what}: {exc.problem}") from None
 
 
-def checkpoint_callback(out_dir: str | Path) -> ModelCheckpoint:
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic where the checkpoint lives.
+
+    Lightning writes a checkpoint to a temporary file in ``$TMPDIR`` and moves it into place: across
+    filesystems (``/tmp`` to a cluster's shared disk) that move is a copy, and a kill during it leaves
+    a cut-short ``last.ckpt``. This one writes beside the target, fsyncs and renames
+    (:func:`incdet.io.atomic_path`).
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+def checkpoint_callbacks(out_dir: str | Path, every_n_steps: int | None = None) -> list[ModelCheckpoint]:
     """Keep ``last.ckpt`` (and Lightning's latest epoch checkpoint), overwritten in place: a run folder
-    holds one run (see :func:`resume_checkpoint`), so there is never a ``last-v1.ckpt``."""
-    return ModelCheckpoint(dirpath=checkpoint_dir(out_dir), save_last=True, enable_version_counter=False)
+    holds one run (see :func:`resume_checkpoint`), so there is never a ``last-v1.ckpt``. ``last.ckpt``
+    is written at each epoch's end, and within epochs every ``every_n_steps`` optimizer steps (None:
+    every :data:`CHECKPOINT_INTERVAL` of training)."""
+    folder = checkpoint_dir(out_dir)
+    within = {"every_n_train_steps": every_n_steps} if every_n_steps else {"train_time_interval": CHECKPOINT_INTERVAL}
+    return [ModelCheckpoint(dirpath=folder, save_last=True, enable_version_counter=False),
+            ModelCheckpoint(dirpath=folder, save_last=True, save_top_k=0, enable_version_counter=False, **within)]
+
+
+def make_trainer(cfg: Any, callbacks: Sequence[L.Callback] = (), **arguments: Any) -> L.Trainer:
+    """The ``lightning.Trainer`` of a training config (regions, MultiBox or backbone): its
+    ``max_epochs``, ``out_dir`` (checkpoints, CSV logs), ``deterministic``, ``checkpoint_every_n_steps``,
+    ``optim.gradient_clip`` and ``trainer:`` pass-through, plus ``arguments``."""
+    out_dir = Path(cfg.out_dir)
+    return L.Trainer(
+        max_epochs=cfg.max_epochs, default_root_dir=out_dir, logger=CSVLogger(out_dir, name="logs"),
+        callbacks=[*checkpoint_callbacks(out_dir, cfg.checkpoint_every_n_steps), *callbacks],
+        gradient_clip_val=cfg.optim.gradient_clip, deterministic=cfg.deterministic, plugins=[AtomicCheckpointIO()],
+        **arguments, **cfg.trainer,
+    )
 
 
 def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule | None = None,
         ckpt_path: str | None = None) -> None:
-    """``trainer.fit``, with Ctrl-C raised as KeyboardInterrupt once Lightning has shut down."""
+    """``trainer.fit``, with Ctrl-C raised as KeyboardInterrupt once Lightning has shut down.
+
+    A ``deterministic`` trainer switches torch's process-wide deterministic mode on and leaves it on;
+    once training ends the process (a notebook, detection after training) gets torch's default back.
+    """
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except SystemExit:
         if trainer.interrupted:
             raise KeyboardInterrupt from None
         raise
+    finally:
+        torch.use_deterministic_algorithms(False)
     if trainer.interrupted:
         raise KeyboardInterrupt

@@ -7,7 +7,7 @@ from typing import Any
 
 from incdet.data.classification import FORMATS
 from incdet.nets.factory import ARCHS, min_input_size
-from incdet.train.config import check_trainer_passthrough, require_positive
+from incdet.train.config import check_run, require_positive
 from incdet.train.optim import OptimConfig
 
 AVERAGING = ("ema", "polyak", "none")
@@ -72,6 +72,10 @@ class BackboneTrainConfig:
     export_state_dict: str | None = "runs/backbone/backbone_state_dict.pt"  # torchvision-style, for load_backbone_weights
     trainer: dict[str, Any] = field(default_factory=dict)  # passed to lightning.Trainer: devices, strategy, precision...
     resume: bool | str | None = None  # true: out_dir/checkpoints/last.ckpt; or a Lightning checkpoint path
+    # Reproducible algorithms only (torch.use_deterministic_algorithms): same seed, same weights, on the
+    # same hardware, at the cost of slower kernels (and an error where an op has no deterministic one).
+    deterministic: bool = False
+    checkpoint_every_n_steps: int | None = None  # last.ckpt within epochs; null: every 10 minutes of training
 
     def validate(self) -> None:
         self.optim.validate()
@@ -105,6 +109,6 @@ class BackboneTrainConfig:
         if self.averaging == "ema" and self.optim.ema_decay is None:
             raise ValueError("averaging: ema needs optim.ema_decay (e.g. 0.9999)")
         require_positive({"data.batch_size": data.batch_size, "max_epochs": self.max_epochs, "torch_threads": self.torch_threads or 1})
-        check_trainer_passthrough(self.trainer)
+        check_run(self)
         if data.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {data.num_workers}")

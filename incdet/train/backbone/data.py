@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import lightning as L
 import numpy as np
 import torch
 from PIL import Image
@@ -20,6 +19,7 @@ from incdet.data.classification import ClassificationSet
 from incdet.errors import InputError
 from incdet.nets.multicrop import crop_plan, extract_crops
 from incdet.train.backbone.config import AugmentConfig
+from incdet.train.resume import ResumableDataModule
 from incdet.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -88,18 +88,20 @@ def collate_readable(batch: list) -> object:
     return default_collate(kept) if kept else None
 
 
-class BackboneDataModule(L.LightningDataModule):
-    """Shuffled augmented training batches (Lightning shards them across DDP ranks) and centre-crop validation."""
+class BackboneDataModule(ResumableDataModule):
+    """Shuffled augmented training batches (each DDP rank its share; resumable mid-epoch) and
+    centre-crop validation."""
 
     def __init__(self, train: ClassificationSet, val: ClassificationSet | None, *, input_size: int, augment: AugmentConfig,
-                 batch_size: int, num_workers: int = 0) -> None:
+                 batch_size: int, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
         self.train, self.val = train, val
         self.input_size, self.augment = input_size, augment
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
 
     def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=self.num_workers,
+        sampler = self.train_sampler(dataset, self.batch_size, self.seed) if shuffle else None
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last, num_workers=self.num_workers,
                           collate_fn=collate_readable, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -38,15 +39,17 @@ class BackboneModule(L.LightningModule):
         self.aux_weight = aux_weight
         self.model = spec.build(aux_logits=aux_logits, dropout=dropout)
         self.loaded = load_backbone_weights(self.model, pretrained) if pretrained else None
+        # Channels-last: the layout cuDNN's tensor-core convolutions and oneDNN prefer.
+        self.model.to(memory_format=torch.channels_last)
 
     def forward(self, images: Tensor) -> Any:
-        return self.model(images)
+        return self.model(images.contiguous(memory_format=torch.channels_last))
 
     def training_step(self, batch: tuple[Tensor, Tensor] | None, batch_idx: int) -> Tensor | None:
         if batch is None:  # every image of the batch was unreadable (reported by the data module)
             return None
         images, labels = batch
-        out = self.model(images)
+        out = self(images)
         logits, aux = (out[0], tuple(out[1:])) if isinstance(out, tuple) else (out, ())
         loss = classification_loss(logits, aux, labels, self.optim.label_smoothing, self.aux_weight)
         self.log("train_loss", loss, prog_bar=True)
@@ -57,7 +60,7 @@ class BackboneModule(L.LightningModule):
         if batch is None:
             return
         images, labels = batch
-        logits = self.model(images)
+        logits = self(images)
         self.log("val_loss", F.cross_entropy(logits, labels), sync_dist=True)
         self.log("val_top1", topk_correct(logits, labels, 1).float().mean(), prog_bar=True, sync_dist=True)
         self.log("val_top5", topk_correct(logits, labels, 5).float().mean(), sync_dist=True)

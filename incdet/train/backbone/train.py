@@ -11,7 +11,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from incdet.data.classification import ClassificationSet, load_classification
@@ -20,12 +19,7 @@ from incdet.train.averaging import ParameterAveraging
 from incdet.train.backbone.config import BackboneTrainConfig
 from incdet.train.backbone.data import BackboneDataModule
 from incdet.train.backbone.module import BackboneModule
-from incdet.train.run_dir import (
-    check_writable,
-    checkpoint_callback,
-    fit,
-    resume_checkpoint,
-)
+from incdet.train.run_dir import check_writable, fit, make_trainer, resume_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +34,13 @@ def load_splits(cfg: BackboneTrainConfig) -> tuple[ClassificationSet, Classifica
     return train, val
 
 
-def make_trainer(cfg: BackboneTrainConfig, callbacks: list[L.Callback] = ()) -> tuple[L.Trainer, ParameterAveraging | None]:
+def backbone_trainer(cfg: BackboneTrainConfig, callbacks: list[L.Callback] = ()) -> tuple[L.Trainer, ParameterAveraging | None]:
     """The Lightning trainer of a config; returns the averaging callback too (None with ``averaging: none``)."""
-    out_dir = Path(cfg.out_dir)
     averaging = None
     if cfg.averaging != "none":
         decay = cfg.optim.ema_decay if cfg.averaging == "ema" else None
         averaging = ParameterAveraging(start_epoch=cfg.optim.ema_start_epoch, decay=decay)
-    trainer = L.Trainer(
-        max_epochs=cfg.max_epochs, default_root_dir=out_dir, logger=CSVLogger(out_dir, name="logs"),
-        callbacks=[checkpoint_callback(out_dir), *([averaging] if averaging else []), *callbacks],
-        gradient_clip_val=cfg.optim.gradient_clip, **cfg.trainer,
-    )
+    trainer = make_trainer(cfg, [*([averaging] if averaging else []), *callbacks])
     return trainer, averaging
 
 
@@ -67,12 +56,12 @@ def train_backbone(cfg: BackboneTrainConfig, callbacks: list[L.Callback] = ()) -
     spec = BackboneSpec(arch=cfg.model.arch, classes=tuple(train.classes), input_size=cfg.model.input_size,
                         width=cfg.model.width, low_res=cfg.model.low_res)
     data = BackboneDataModule(train, val, input_size=spec.input_size, augment=cfg.augment,
-                              batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers)
+                              batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed)
     module = BackboneModule(spec, cfg.optim, aux_logits=cfg.model.aux_logits, aux_weight=cfg.model.aux_weight,
                             dropout=cfg.model.dropout, pretrained=cfg.model.pretrained)
     if module.loaded is not None and module.loaded.kept_initial:
         rank_zero_only(log.info)("%s: loaded; newly initialised: %s", cfg.model.pretrained, ", ".join(module.loaded.kept_initial))
-    trainer, _ = make_trainer(cfg, callbacks)
+    trainer, _ = backbone_trainer(cfg, callbacks)
     fit(trainer, module, data, ckpt_path=resume)
     if trainer.is_global_zero:
         metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()}

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from incdet.multibox.checkpoint import MultiBoxSpec
-from incdet.train.config import check_trainer_passthrough, require_positive
+from incdet.train.config import check_run, require_positive
 from incdet.train.optim import OptimConfig
 
 
@@ -51,6 +51,10 @@ class MultiBoxTrainConfig:
     export: str = "runs/multibox/multibox.pt"
     trainer: dict[str, Any] = field(default_factory=dict)  # passed to lightning.Trainer: devices, strategy, precision...
     resume: bool | str | None = None  # true: out_dir/checkpoints/last.ckpt; or a Lightning checkpoint path
+    # Reproducible algorithms only (torch.use_deterministic_algorithms): same seed, same weights, on the
+    # same hardware, at the cost of slower kernels (and an error where an op has no deterministic one).
+    deterministic: bool = False
+    checkpoint_every_n_steps: int | None = None  # last.ckpt within epochs; null: every 10 minutes of training
 
     def validate(self) -> None:
         self.optim.validate()
@@ -59,7 +63,7 @@ class MultiBoxTrainConfig:
             "model.head_channels": self.model.head_channels, "model.hidden": self.model.hidden,
             "val_top_n": self.val_top_n, "max_epochs": self.max_epochs,
         })
-        check_trainer_passthrough(self.trainer)
+        check_run(self)
         if self.model.input_size < 32:
             raise ValueError(f"model.input_size must be at least 32 (GoogLeNet's total stride), got {self.model.input_size}")
         if self.model.width <= 0:

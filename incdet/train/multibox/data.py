@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
@@ -23,6 +22,7 @@ from incdet.errors import InputError
 from incdet.io import read_image
 from incdet.multibox.network import resize_image
 from incdet.multibox.priors import mirror_boxes, normalise_boxes
+from incdet.train.resume import ResumableDataModule
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +86,17 @@ def collate(items: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, list[Tensor]]:
     return torch.stack([image for image, _ in items]), [boxes for _, boxes in items]
 
 
-class MultiBoxDataModule(L.LightningDataModule):
-    def __init__(self, train: MultiBoxTable, val: MultiBoxTable | None, *, batch_size: int, flip: bool, num_workers: int = 0) -> None:
+class MultiBoxDataModule(ResumableDataModule):
+    def __init__(self, train: MultiBoxTable, val: MultiBoxTable | None, *, batch_size: int, flip: bool, num_workers: int = 0,
+                 seed: int = 0) -> None:
         super().__init__()
         self.train, self.val = train, val
-        self.batch_size, self.flip, self.num_workers = batch_size, flip, num_workers
+        self.batch_size, self.flip, self.num_workers, self.seed = batch_size, flip, num_workers, seed
 
     def train_dataloader(self) -> DataLoader:
+        dataset = MultiBoxDataset(self.train, self.flip)
         return DataLoader(
-            MultiBoxDataset(self.train, self.flip), batch_size=self.batch_size, shuffle=True,
+            dataset, batch_size=self.batch_size, sampler=self.train_sampler(dataset, self.batch_size, self.seed),
             collate_fn=collate, num_workers=self.num_workers, drop_last=len(self.train) > self.batch_size,
         )
 

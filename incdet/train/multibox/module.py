@@ -18,13 +18,14 @@ class MultiBoxModule(L.LightningModule):
 
     def __init__(self, model: MultiBoxNet, optim: OptimConfig, alpha: float, val_top_n: int) -> None:
         super().__init__()
-        self.model = model
+        # Channels-last: the layout cuDNN's tensor-core convolutions and oneDNN prefer.
+        self.model = model.to(memory_format=torch.channels_last)
         self.optim = optim
         self.alpha = alpha
         self.val_top_n = val_top_n
 
     def forward(self, images: Tensor) -> MultiBoxOutput:
-        return self.model(images)
+        return self.model(images.contiguous(memory_format=torch.channels_last))
 
     def _step(self, batch: tuple[Tensor, list[Tensor]], stage: str) -> tuple[Tensor, MultiBoxOutput]:
         """Network outputs and loss of a batch, with the loss terms logged under ``stage``."""

@@ -9,7 +9,6 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
-from lightning.pytorch.loggers import CSVLogger
 
 from incdet.errors import InputError
 from incdet.multibox.checkpoint import load_multibox, save_multibox
@@ -18,12 +17,7 @@ from incdet.multibox.priors import cluster_priors, mirror_boxes
 from incdet.train.multibox.config import MultiBoxTrainConfig
 from incdet.train.multibox.data import MultiBoxDataModule, MultiBoxTable, load_split
 from incdet.train.multibox.module import MultiBoxModule
-from incdet.train.run_dir import (
-    check_writable,
-    checkpoint_callback,
-    fit,
-    resume_checkpoint,
-)
+from incdet.train.run_dir import check_writable, fit, make_trainer, resume_checkpoint
 
 
 def initial_network(cfg: MultiBoxTrainConfig, train: MultiBoxTable, source: Path) -> MultiBoxNet:
@@ -55,17 +49,14 @@ def train_multibox(cfg: MultiBoxTrainConfig) -> Path:
     train = load_split(cfg.data.train, cfg.data.train_split, cfg.model.input_size)
     val = load_split(cfg.data.val, cfg.data.val_split, cfg.model.input_size) if cfg.data.val else None
     model = initial_network(cfg, train, Path(cfg.data.train))
-    data = MultiBoxDataModule(train, val, batch_size=cfg.data.batch_size, flip=cfg.data.flip, num_workers=cfg.data.num_workers)
+    data = MultiBoxDataModule(train, val, batch_size=cfg.data.batch_size, flip=cfg.data.flip, num_workers=cfg.data.num_workers,
+                              seed=cfg.seed)
     module = MultiBoxModule(model, cfg.optim, cfg.alpha, cfg.val_top_n)
 
-    out_dir = Path(cfg.out_dir)
-    callbacks: list[L.Callback] = [checkpoint_callback(out_dir)]
+    callbacks: list[L.Callback] = []
     if cfg.optim.ema_decay is not None:
         callbacks.append(EMAWeightAveraging(decay=cfg.optim.ema_decay))
-    trainer = L.Trainer(
-        max_epochs=cfg.max_epochs, default_root_dir=out_dir, logger=CSVLogger(out_dir, name="logs"),
-        callbacks=callbacks, gradient_clip_val=cfg.optim.gradient_clip, deterministic=True, **cfg.trainer,
-    )
+    trainer = make_trainer(cfg, callbacks)
     start = time.perf_counter()
     fit(trainer, module, data, ckpt_path=resume)
     seconds = time.perf_counter() - start

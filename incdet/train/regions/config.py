@@ -8,7 +8,7 @@ from typing import Any
 from incdet.nets.factory import ARCHS, min_input_size
 from incdet.proposals.settings import SearchSettings
 from incdet.regions.warp import default_context_pad
-from incdet.train.config import check_trainer_passthrough, require_positive
+from incdet.train.config import check_run, require_positive
 from incdet.train.optim import OptimConfig
 from incdet.train.regions.pretrained import trunk_layers
 
@@ -81,6 +81,10 @@ class RegionTrainConfig:
     export: str = "runs/regions/region_classifier.pt"
     trainer: dict[str, Any] = field(default_factory=dict)  # passed to lightning.Trainer: devices, strategy, precision...
     resume: bool | str | None = None  # true: out_dir/checkpoints/last.ckpt; or a Lightning checkpoint path
+    # Reproducible algorithms only (torch.use_deterministic_algorithms): same seed, same weights, on the
+    # same hardware, at the cost of slower kernels (and an error where an op has no deterministic one).
+    deterministic: bool = False
+    checkpoint_every_n_steps: int | None = None  # last.ckpt within epochs; null: every 10 minutes of training
 
     def validate(self) -> None:
         self.optim.validate()
@@ -111,6 +115,6 @@ class RegionTrainConfig:
         require_positive({"data.images_per_batch": data.images_per_batch, "data.regions_per_image": data.regions_per_image,
                           "data.proposal_workers": data.proposal_workers or 1, "max_epochs": self.max_epochs,
                           "torch_threads": self.torch_threads or 1})
-        check_trainer_passthrough(self.trainer)
+        check_run(self)
         if not data.train:
             raise ValueError("data.train is required: the training ground truth (e.g. demo/train/annotations)")

@@ -2,9 +2,10 @@
 
 ``prepare_data`` (which Lightning runs on one process while the others wait) fills each split's
 proposal store with whatever it lacks or holds stale boxes for; ``setup`` (every process) keeps the
-images the store has boxes for. The training loader shuffles images with a plain sampler, so under
-DDP Lightning swaps in a ``DistributedSampler`` (each rank a disjoint part of the epoch) and calls
-its ``set_epoch`` (a new order every epoch).
+images the store has boxes for. The training loader shuffles images with an
+:class:`~incdet.train.resume.EpochSampler`: under DDP each rank takes a disjoint part of the epoch,
+every epoch has a new seeded order, and a run resumed mid-epoch continues with the images that
+epoch had not yet reached.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
@@ -25,6 +25,7 @@ from incdet.errors import InputError
 from incdet.proposals.settings import SearchSettings
 from incdet.proposals.store import ProposalStore
 from incdet.structures import ImageRecord
+from incdet.train.resume import ResumableDataModule
 from incdet.train.regions.crops import CropsInWorkers
 from incdet.train.regions.dataset import (
     PackedAnnotations,
@@ -60,7 +61,7 @@ def _progress(store: Path, every: int = 500):
     return searched
 
 
-class RegionDataModule(L.LightningDataModule):
+class RegionDataModule(ResumableDataModule):
     """Streamed region batches of a training split and a fixed validation sample of a val split.
 
     ``stores`` maps ``train`` / ``val`` to their proposal-store paths; ``settings`` says how missing
@@ -112,7 +113,9 @@ class RegionDataModule(L.LightningDataModule):
         # On a GPU the module warps; on the CPU, workers warping the next batch keep the step going.
         on_cpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cpu"
         collate = CropsInWorkers(*self.crop, flip=train) if on_cpu and self.num_workers > 0 else collate_regions
-        return DataLoader(self.datasets[name], batch_size=self.images_per_batch, shuffle=train, collate_fn=collate,
+        dataset = self.datasets[name]
+        sampler = self.train_sampler(dataset, self.images_per_batch, self.seed) if train else None
+        return DataLoader(dataset, batch_size=self.images_per_batch, sampler=sampler, collate_fn=collate,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           pin_memory=torch.cuda.is_available())
 

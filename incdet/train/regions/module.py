@@ -42,14 +42,15 @@ class RegionClassifierModule(L.LightningModule):
                  freeze: str | None = None) -> None:
         super().__init__()
         self.spec, self.optim, self.bbox_loss_weight = spec, optim, bbox_loss_weight
-        self.model = spec.build()
+        # Channels-last: the layout cuDNN's tensor-core convolutions and oneDNN prefer (detection uses it too).
+        self.model = spec.build().to(memory_format=torch.channels_last)
         self.frozen = freeze_until(self.model.net, spec.arch, freeze) if freeze else []
         self.train()  # Lightning keeps each layer's mode as it finds it: the frozen ones start in eval
         self.reported: set[str] = set()
         self._val = torch.zeros(0)
 
     def forward(self, crops: Tensor) -> RegionOutput:
-        return self.model(crops)
+        return self.model(crops.contiguous(memory_format=torch.channels_last))
 
     def train(self, mode: bool = True) -> RegionClassifierModule:
         super().train(mode)

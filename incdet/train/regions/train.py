@@ -11,7 +11,6 @@ from typing import Sequence
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import CSVLogger
 
 from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
 from incdet.data.classes import read_class_list
@@ -20,12 +19,7 @@ from incdet.train.regions.config import RegionTrainConfig
 from incdet.train.regions.data import RegionDataModule, load_split
 from incdet.train.regions.module import RegionClassifierModule
 from incdet.train.regions.pretrained import initialise_from
-from incdet.train.run_dir import (
-    check_writable,
-    checkpoint_callback,
-    fit,
-    resume_checkpoint,
-)
+from incdet.train.run_dir import check_writable, fit, make_trainer, resume_checkpoint
 
 
 def proposal_stores(cfg: RegionTrainConfig) -> dict[str, Path]:
@@ -58,17 +52,12 @@ def train_regions(cfg: RegionTrainConfig, callbacks: Sequence[L.Callback] = ()) 
                             proposal_workers=cfg.data.proposal_workers, seed=cfg.seed, crop=(spec.input_size, spec.context_pad))
     del train, val  # the data module packs them; nothing else may keep the per-image records alive
 
-    out_dir = Path(cfg.out_dir)
     averaging = []
     if cfg.optim.ema_decay is not None:
         # The v3 paper evaluates a running average of the weights: validation, checkpoints and the
         # export use it, from the first step of epoch ema_start_epoch on.
         averaging = [ParameterAveraging(start_epoch=cfg.optim.ema_start_epoch, decay=cfg.optim.ema_decay)]
-    trainer = L.Trainer(
-        max_epochs=cfg.max_epochs, default_root_dir=out_dir, logger=CSVLogger(out_dir, name="logs"),
-        callbacks=[checkpoint_callback(out_dir), *averaging, *callbacks], gradient_clip_val=cfg.optim.gradient_clip,
-        deterministic=True, **cfg.trainer,
-    )
+    trainer = make_trainer(cfg, [*averaging, *callbacks])
     fit(trainer, module, data, ckpt_path=resume)
     if trainer.is_global_zero:
         metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()}
