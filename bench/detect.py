@@ -13,14 +13,18 @@ Sections (default: all but throughput):
 - ``rss``: peak RSS of ``incdet detect --proposals STORE`` on 400 and on 4,000 images (stored
   proposals, so it is cheap), each in a subprocess of its own.
 - ``ray``: images/s of ``--engine ray`` on a local Ray instance against the local engine, same cores.
-- ``throughput``: warp+classify crops/s of a full-size (untrained) GoogLeNet at 224 px under bf16
-  autocast, and the fraction of the device's bf16 peak (for a GPU whose peak is listed below).
+- ``throughput``: warp+classify (``Pipeline.classify``) crops/s and images/s of the ensemble ``incdet
+  detect`` runs (``--ensemble``, default the shipped one) on selective-search proposals of ``--limit``
+  images, at ``--precision``, and the share of the card's dense bf16 peak; measured by
+  tools/gpu_check.py's :func:`classify_throughput` (warm-up, CUDA events, median of repeats, the peak
+  looked up by the card's name and memory), which runs full-size members as its section 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import json
 import multiprocessing
@@ -38,8 +42,8 @@ import numpy as np
 import torch
 
 from incdet.boxes import add_context
-from incdet.classify.checkpoint import RegionClassifierSpec, load_region_classifier
-from incdet.classify.ensemble import Ensemble, load_ensemble
+from incdet.classify.checkpoint import load_region_classifier
+from incdet.classify.ensemble import load_ensemble
 from incdet.cli import main as incdet
 from incdet.devices import resolve_device
 from incdet.engine.stages import init_worker
@@ -47,21 +51,22 @@ from incdet.errors import InputError
 from incdet.io import list_images, read_image, write_json
 from incdet.multibox.checkpoint import load_multibox
 from incdet.multibox.propose import merge_multibox, predict_images
-from incdet.nets.complexity import count_macs
-from incdet.pipeline import search_proposals
+from incdet.pipeline import Pipeline, search_proposals
 from incdet.postprocess.coco_results import to_coco_records
 from incdet.postprocess.nms import select_detections
 from incdet.proposals.selective_search import selective_search
 from incdet.proposals.settings import SearchSettings
 from incdet.proposals.store import ProposalStore
-from incdet.regions.warp import default_context_pad, warp_image_regions
+from incdet.regions.warp import warp_image_regions
 from incdet.structures import Proposals
 from incdet.transforms import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor
 from incdet.weights import DEMO_MULTIBOX, DEMO_REGION_MODELS
 
+_spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).resolve().parent.parent / "tools" / "gpu_check.py")
+gpu_check = sys.modules["gpu_check"] = importlib.util.module_from_spec(_spec)  # its dataclasses look their module up there
+_spec.loader.exec_module(gpu_check)  # its device clocks, peak table and warp+classify measurement
+
 SECTIONS = ("stages", "streaming", "rss", "ray", "throughput")
-# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by a substring of the device name.
-BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10G": 70e12}
 
 
 def naive_scores(image: np.ndarray, boxes: np.ndarray, model: torch.nn.Module, size: int, pad: int,
@@ -84,11 +89,6 @@ def naive_scores(image: np.ndarray, boxes: np.ndarray, model: torch.nn.Module, s
     return torch.cat(scores)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def bench_stages(paths: list[Path], model_path: Path, device: torch.device) -> None:
     spec, model = load_region_classifier(model_path, device)
     ensemble = load_ensemble([model_path], device)
@@ -105,20 +105,20 @@ def bench_stages(paths: list[Path], model_path: Path, device: torch.device) -> N
         # What `incdet detect` runs: the ensemble warps and classifies in batches.
         start = time.perf_counter()
         scores = ensemble([image_to_tensor(image, device)], [boxes])[0]
-        _sync(device)
+        gpu_check.synchronize(device)
         classified = time.perf_counter()
         select_detections(Proposals.from_boxes(boxes), scores)
-        _sync(device)
+        gpu_check.synchronize(device)
         seconds["nms"] += time.perf_counter() - classified
         batched_s += classified - start
         start = time.perf_counter()  # the warp alone, to split warp+classify into its two stages
         warp_image_regions(image_to_tensor(image, device), boxes, spec.input_size, spec.context_pad)
-        _sync(device)
+        gpu_check.synchronize(device)
         warp_s = time.perf_counter() - start
         seconds["warp"] += warp_s
         start = time.perf_counter()
         naive = naive_scores(image, proposals, model, spec.input_size, spec.context_pad, device)
-        _sync(device)
+        gpu_check.synchronize(device)
         naive_s += time.perf_counter() - start
         agreement = (naive.argmax(1) == scores.probs.argmax(1)).float().mean().item()
     seconds["classify"] = batched_s - seconds["warp"]
@@ -269,39 +269,31 @@ def bench_ray(folder: Path) -> None:
           f"Ray / local {local / on_ray:.2f}x; byte-identical JSON: {same}")
 
 
-def bench_throughput(device: torch.device, width: float = 1.0, size: int = 224, crops: int = 1024, batch: int = 256,
-                     classes: int = 200) -> dict[str, float]:
-    """Warp+classify crops/s of an untrained GoogLeNet (``width``, ``size`` px crops, ``classes`` + 1
-    outputs) under bf16 autocast, and the FLOP/s that is: 2 x multiply-adds per crop."""
-    spec = RegionClassifierSpec("googlenet", tuple(f"c{i}" for i in range(classes)), size, default_context_pad(size), width)
-    torch.manual_seed(0)
-    net = spec.build().eval()
-    flops = 2 * count_macs(net, size)
-    ensemble = Ensemble([spec], [net.to(device)], batch_size=batch)
-    image = torch.randn(3, 375, 500, device=device)
-    xy = torch.rand(crops, 2, device=device) * 300
-    boxes = torch.cat([xy, xy + 20 + torch.rand(crops, 2, device=device) * 150], dim=1)
-    with torch.autocast(device.type, dtype=torch.bfloat16):
-        ensemble([image], [boxes[:batch]])  # warm-up: kernels chosen, memory allocated
-        _sync(device)
-        start = time.perf_counter()
-        ensemble([image], [boxes])
-        _sync(device)
-    seconds = time.perf_counter() - start
-    result = {"crops_per_s": crops / seconds, "flops_per_crop": flops, "flop_per_s": crops * flops / seconds}
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    peak = next((value for key, value in BF16_PEAK.items() if key in name), None)
-    share = f"{result['flop_per_s'] / peak:.1%} of its bf16 peak {peak / 1e12:.0f} TFLOP/s" if peak else "bf16 peak not listed"
-    print(f"{name}: GoogLeNet w{width:g} @ {size} px, {flops / 1e9:.2f} GFLOP/crop, batches of {batch}: "
-          f"{result['crops_per_s']:.0f} crops/s = {result['flop_per_s'] / 1e12:.2f} TFLOP/s ({share})")
+def bench_throughput(paths: list[Path], models: list[Path], device: torch.device, precision: str = "auto",
+                     repeats: int = 5) -> dict[str, float | None]:
+    """Warp+classify throughput of ``models`` (the ensemble ``incdet detect --model ...`` would run) on
+    the selective-search proposals of ``paths``, all images in one ``Pipeline.classify`` call."""
+    pipeline = Pipeline(models, multibox=None, device=str(device), precision=precision)
+    images = [read_image(path) for path in paths]
+    proposals = pipeline.propose(images)
+    result = gpu_check.classify_throughput(pipeline, images, proposals, repeats)
+    name, memory = gpu_check.device_card(device)
+    members = ", ".join(f"{spec.arch} w{spec.width:g} @ {spec.input_size} px" for spec in pipeline.ensemble.specs)
+    print(f"{name} ({memory:.0f} GiB), {pipeline.precision}: {members}; {len(images)} images, "
+          f"{sum(len(p) for p in proposals) / len(images):.0f} proposals/image, {result['flops_per_crop'] / 1e9:.3f} GFLOP/crop: "
+          f"{result['crops_per_s']:.0f} crops/s, {result['images_per_s']:.2f} images/s, {gpu_check.describe_share(result)} "
+          f"(median of {repeats} calls after a warm-up)")
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, default=Path("demo/test/images"))
-    parser.add_argument("--model", type=Path, default=DEMO_REGION_MODELS[0])
-    parser.add_argument("--limit", type=int, default=10, help="images for the stages section (default: %(default)s)")
+    parser.add_argument("--model", type=Path, default=DEMO_REGION_MODELS[0], help="the region classifier of the stages section")
+    parser.add_argument("--ensemble", type=Path, nargs="+", default=list(DEMO_REGION_MODELS),
+                        help="the region classifiers of the throughput section (default: the shipped ensemble)")
+    parser.add_argument("--precision", default="auto", help="throughput: auto, fp32, bf16 or fp16 (default: %(default)s)")
+    parser.add_argument("--limit", type=int, default=10, help="images for the stages and throughput sections (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: %(default)s)")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=[s for s in SECTIONS if s != "throughput"])
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
@@ -324,7 +316,7 @@ def main() -> None:
         elif section == "ray":
             bench_ray(args.images)
         else:
-            bench_throughput(device)
+            bench_throughput(list_images(args.images)[: args.limit], args.ensemble, device, args.precision)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """bench/detect.py's own code paths, run small on the CPU: the naive per-crop loop (device-correct, and
-in agreement with the batched warp), and the throughput measurement of a full-size network."""
+in agreement with the batched warp), and the throughput measurement of the models detection runs."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ import pytest
 import skimage.data
 import torch
 
-from incdet.classify.checkpoint import RegionClassifierSpec
+from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
 from incdet.classify.ensemble import Ensemble
+from incdet.io import write_image
 from incdet.nets.complexity import count_macs
+from incdet.pipeline import search_proposals
 from incdet.proposals.selective_search import selective_search
+from incdet.proposals.settings import SearchSettings
 from incdet.transforms import image_to_tensor
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "detect.py"
@@ -45,8 +48,19 @@ def test_the_naive_loop_runs_on_the_models_device_and_agrees_with_the_batched_wa
     assert bench.naive_scores(image, boxes[:2], meta, spec.input_size, spec.context_pad, "meta").device.type == "meta"
 
 
-def test_the_throughput_section_counts_crops_and_flops(bench) -> None:
-    result = bench.bench_throughput(torch.device("cpu"), width=0.125, size=64, crops=24, batch=8, classes=3)
-    spec = RegionClassifierSpec("googlenet", ("a", "b", "c"), 64, 5, 0.125)
-    assert result["flops_per_crop"] == 2 * count_macs(spec.build(), 64)
+def test_the_throughput_section_counts_crops_and_flops(bench, tmp_path: Path) -> None:
+    """It times the models given, as detection runs them (gpu_check's measurement), on real proposals."""
+    specs = [RegionClassifierSpec("googlenet", ("a", "b", "c"), 64, 5, 0.125),
+             RegionClassifierSpec("inception_v3", ("a", "b", "c"), 75, 5, 0.125, bbox_reg=True)]
+    models = []
+    for i, spec in enumerate(specs):
+        models.append(tmp_path / f"m{i}.pt")
+        save_region_classifier(models[-1], spec, spec.build())
+    image = skimage.data.chelsea()[::2, ::2].copy()
+    write_image(tmp_path / "images" / "cat.png", image)
+    result = bench.bench_throughput([tmp_path / "images" / "cat.png"], models, torch.device("cpu"), "fp32", repeats=2)
+    flops_per_proposal = sum(2 * count_macs(spec.build(), spec.input_size) for spec in specs)
+    assert np.isclose(result["flops_per_crop"], flops_per_proposal / 2)  # a crop per member and proposal
     assert np.isclose(result["flop_per_s"], result["crops_per_s"] * result["flops_per_crop"])
+    assert np.isclose(result["crops_per_s"], 2 * result["images_per_s"] * len(search_proposals(image, SearchSettings())))
+    assert result["peak_flop_per_s"] is None and result["share_of_peak"] is None  # no bf16 peak for a CPU
