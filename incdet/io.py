@@ -162,13 +162,14 @@ def collect_images(items: Sequence[str | Path]) -> list[ImageRecord]:
     key and each file appears once; ``image_id`` is the position in it, so it does not depend on the
     order of ``items`` and is the same in every shard and resumed run of the job. Two different
     files with one key (``a/x.png`` and ``b/x.png`` given as folders ``a`` and ``b``) are refused.
+    Paths are made absolute in the folder the job starts in: a Ray worker reads them from a folder of its own.
     """
     # Imported here: structures imports torch, and `incdet --help` reads this module.
     from incdet.structures import ImageRecord
 
     found: dict[str, Path] = {}
     for item in items:
-        item = Path(item)
+        item = Path(item).absolute()
         pairs = [(p.relative_to(item).as_posix(), p) for p in list_images(item)] if item.is_dir() else [(item.name, item)]
         for key, path in pairs:
             if key in found and found[key].resolve() != path.resolve():

@@ -83,11 +83,12 @@ class Proposer:
                  multibox_settings: MultiBoxSettings = MultiBoxSettings(), device: torch.device | str = "auto",
                  precision: str = "auto") -> None:
         self.search_settings = search
-        self.multibox_path = Path(multibox) if multibox is not None else None
+        # Absolute: an engine's workers may run in another folder.
+        self.multibox_path = Path(multibox).absolute() if multibox is not None else None
         self.multibox_settings = multibox_settings
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.precision = resolve_precision(precision, self.device)
-        self.multibox = load_multibox(multibox, self.device)[1] if multibox is not None else None
+        self.multibox = load_multibox(self.multibox_path, self.device)[1] if multibox is not None else None
 
     def __call__(self, images: Sequence[np.ndarray], proposals: Sequence[Proposals] | None = None) -> list[Proposals]:
         """Proposals of each image: ``proposals`` given (e.g. stored ones) or searched, then MultiBox's merged in."""
@@ -135,8 +136,8 @@ class Pipeline:
     shipped network with the shipped models, else none); ``classes``: refuse models trained on
     another class list; ``bbox_reg``: move boxes with the regressors of the models that have one;
     ``precision``: fp32, bf16 or fp16 autocast for the networks (``auto``: bf16 on a GPU that has
-    it, fp32 on the CPU). ``config`` keeps the arguments, so ``Pipeline(**p.config)`` builds the
-    same pipeline in another process.
+    it, fp32 on the CPU). ``config`` keeps the arguments, model paths made absolute and ``"default"``
+    resolved, so ``Pipeline(**p.config)`` builds the same pipeline in another process and folder.
     """
 
     def __init__(
@@ -152,16 +153,17 @@ class Pipeline:
         device: str = "auto",
         precision: str = "auto",
     ) -> None:
-        models = [str(m) for m in models]
+        models = [str(Path(m).absolute()) for m in models]
         if not models:
             raise InputError(None, "a pipeline needs at least one region-classifier model")
-        self.config = {"models": models, "multibox": None if multibox is None else str(multibox), "search": search,
+        multibox = default_multibox(models, multibox)
+        self.config = {"models": models, "multibox": None if multibox is None else str(multibox.absolute()), "search": search,
                        "multibox_settings": multibox_settings, "thresholds": thresholds,
                        "classes": None if classes is None else list(classes), "bbox_reg": bbox_reg, "device": device, "precision": precision}
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.ensemble = load_ensemble(models, self.device, classes, bbox_reg, self.precision).to(self.device)
-        self.proposer = Proposer(search, default_multibox(models, multibox), multibox_settings, self.device, self.precision)
+        self.proposer = Proposer(search, multibox, multibox_settings, self.device, self.precision)
         self.thresholds = thresholds
 
     @property

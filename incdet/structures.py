@@ -153,6 +153,7 @@ class ImageResult:
     proposals: Proposals | None = None
     detections: Detections | None = None
     error: str | None = None
+    transient: bool = False  # the error may not recur (I/O error, out of memory): resuming retries the image
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     size: tuple[int, int] | None = None

@@ -1,18 +1,26 @@
 """Builders of the bad-input corpus of tests/test_bad_input*.py: images of every odd kind beside good
-ones, broken model files, and a helper that runs the CLI in this process and keeps what it printed."""
+ones, broken model files, and helpers that run the CLI and keep what it printed: in this process, or
+without root's rights (as ``nobody`` when the tests run as root)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import os
+import pwd
+import shutil
 import struct
+import subprocess
+import sys
+import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import skimage.data
 from PIL import Image
 
@@ -112,5 +120,57 @@ def run(*args: str | Path) -> Run:
         except SystemExit as exc:  # argparse refusing the command line
             code = exc.code
     result = Run(code, out.getvalue(), err.getvalue())
+    assert "Traceback" not in result.text, result.text
+    return result
+
+
+# Root reads files of mode 000 and writes into read-only folders: the permission cases run as this user.
+UNPRIVILEGED = "nobody"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _drop_root() -> list[str]:
+    """The command prefix that runs a command as :data:`UNPRIVILEGED` (none when not root)."""
+    if os.geteuid() != 0:
+        return []
+    user = pwd.getpwnam(UNPRIVILEGED)
+    if shutil.which("setpriv"):
+        return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
+    if shutil.which("runuser"):
+        return ["runuser", "-u", UNPRIVILEGED, "--"]
+    pytest.skip("running as root, without setpriv or runuser to drop root's rights")
+
+
+@contextlib.contextmanager
+def unprivileged_folder(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path``, or as root a folder of :data:`UNPRIVILEGED`'s own (pytest's are root's alone, mode
+    700): what root puts there it can read, and it writes its outputs there."""
+    prefix = _drop_root()
+    if not prefix:
+        yield tmp_path
+        return
+    with tempfile.TemporaryDirectory(prefix="incdet-unprivileged-") as folder:
+        user = pwd.getpwnam(UNPRIVILEGED)
+        os.chown(folder, user.pw_uid, user.pw_gid)
+        yield Path(folder)
+
+
+def run_unprivileged(*args: str | Path) -> Run:
+    """``incdet ARGS`` without root's rights: as :data:`UNPRIVILEGED` in a new process when root (the
+    files it reads must be readable by that user: see :func:`unprivileged_folder`), else :func:`run`."""
+    prefix = _drop_root()
+    if not prefix:
+        return run(*args)
+    home = tempfile.mkdtemp(prefix="incdet-home-")  # for the caches of the libraries it imports
+    user = pwd.getpwnam(UNPRIVILEGED)
+    os.chown(home, user.pw_uid, user.pw_gid)
+    env = {**os.environ, "HOME": home, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    try:
+        done = subprocess.run([*prefix, sys.executable, "-m", "incdet.cli", *map(str, args)], cwd=home, env=env,
+                              capture_output=True, text=True, timeout=600)
+    finally:
+        shutil.rmtree(home)
+    result = Run(done.returncode, done.stdout, done.stderr)
     assert "Traceback" not in result.text, result.text
     return result

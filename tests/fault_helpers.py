@@ -42,6 +42,17 @@ def session_processes(session: int) -> list[int]:
     return found
 
 
+def fork_server_running(session: int) -> bool:
+    """Whether ``session`` has started its multiprocessing fork server (its first seconds: importing incdet)."""
+    for pid in session_processes(session):
+        try:
+            if b"multiprocessing.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return True
+        except OSError:  # gone meanwhile
+            continue
+    return False
+
+
 def assert_no_processes_left(session: int, timeout: float = 15) -> None:
     """Every process of ``session`` exits within ``timeout`` seconds (workers notice their parent is gone)."""
     deadline = time.monotonic() + timeout

@@ -9,13 +9,13 @@ Training configs: tests/test_bad_input_train.py; signals: tests/test_faults.py."
 from __future__ import annotations
 
 import json
-import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from bad_input_corpus import IMAGES, SIZE, photo, run, write_images
+from bad_input_corpus import IMAGES, SIZE, photo, run, run_unprivileged, unprivileged_folder, write_images
 from PIL import Image
 
 from incdet.data.records import Annotation
@@ -73,15 +73,23 @@ def test_exif_rotated_boxes_are_in_the_orientation_a_viewer_shows(detected) -> N
     assert (boxes[:, 0] + boxes[:, 2]).max() > height  # wider than the stored frame: only the upright frame holds it
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files of mode 000; the unreadable case needs a non-root user")
-def test_an_unreadable_image_is_skipped_and_the_good_one_detected(tmp_path) -> None:
-    Image.fromarray(photo("chelsea")).save(tmp_path / "good.png")
-    locked = tmp_path / "locked.png"
+@pytest.fixture
+def folder(tmp_path):
+    """Where the permission cases run: a folder the unprivileged user may use (see run_unprivileged)."""
+    with unprivileged_folder(tmp_path) as path:
+        yield path
+
+
+def test_an_unreadable_image_is_skipped_and_the_good_one_detected(folder) -> None:
+    Image.fromarray(photo("chelsea")).save(folder / "good.png")
+    locked = folder / "locked.png"
     Image.fromarray(photo("coffee")).save(locked)
     locked.chmod(0)
-    result = run("detect", tmp_path, "--out", tmp_path / "d.json", "--workers", "1")
-    assert result.code == 0 and f"skipped {locked}: cannot read the file (permission denied)" in result.err
-    assert {r["file_name"] for r in json.loads((tmp_path / "d.json").read_text())} == {"good.png"}
+    # Read in the main process: run as another user, an interpreter installed in root's home (pyenv here)
+    # cannot start multiprocessing's helper processes (resource tracker, fork server).
+    result = run_unprivileged("detect", folder, "--out", folder / "d.json", "--workers", "0")
+    assert result.code == 0 and f"skipped {locked}: cannot read the file (permission denied)" in result.err, result.text
+    assert {r["file_name"] for r in json.loads((folder / "d.json").read_text())} == {"good.png"}
 
 
 @pytest.fixture(scope="module")
@@ -255,25 +263,26 @@ def test_an_unwritable_output_is_refused_before_the_work(corpus, ground_truth, t
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["afile", "adir.json"] + (["d.json"] if command == "eval" else []))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere; the read-only folder case needs a non-root user")
-def test_a_read_only_output_folder_is_refused_before_the_work(corpus, tmp_path) -> None:
-    (tmp_path / "ro").mkdir()
-    (tmp_path / "ro").chmod(0o555)
-    result = run("detect", corpus / "good0.jpg", "--out", tmp_path / "ro" / "d.json", "--workers", "0")
+def test_a_read_only_output_folder_is_refused_before_the_work(corpus, folder) -> None:
+    shutil.copy(corpus / "good0.jpg", folder)  # pytest's folders are not readable by the unprivileged user
+    (folder / "ro").mkdir()
+    (folder / "ro").chmod(0o555)
+    result = run_unprivileged("detect", folder / "good0.jpg", "--out", folder / "ro" / "d.json", "--workers", "0")
     assert result.code == 2 and "cannot be written: no permission" in result.error_line()
+    assert not list((folder / "ro").iterdir())
 
 
 def test_a_full_disk_mid_run_is_one_line_and_the_finished_images_stay_saved(corpus, tmp_path, monkeypatch) -> None:
-    import incdet.engine.stages
+    from incdet.engine.stages import Drawing
 
     drawn = []
 
-    def write_image(path, image):  # the second drawing finds the disk full
+    def write(self, results):  # the second drawing finds the disk full
         if drawn:
-            raise OSError(28, "No space left on device", str(path))
-        drawn.append(path)
+            raise OSError(28, "No space left on device", str(self.path(results[0].image.key)))
+        drawn.append(results)
 
-    monkeypatch.setattr(incdet.engine.stages, "write_image", write_image)
+    monkeypatch.setattr(Drawing, "write", write)
     args = ["detect", corpus / "good0.jpg", corpus / "good1.png", corpus / "good2.jpg", "--out", tmp_path / "d.json",
             "--draw", tmp_path / "drawn", "--batch-images", "1", "--workers", "0"]
     result = run(*args)

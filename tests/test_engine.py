@@ -123,6 +123,55 @@ def test_two_shards_merged_equal_one_run(job, reference, tmp_path, capsys) -> No
     assert out.read_bytes() == reference
 
 
+def test_merging_refuses_an_unfinished_shard_naming_it(job, tmp_path, capsys) -> None:
+    from incdet.proposals.store import ProposalStore
+
+    out = tmp_path / "dets.json"
+    assert main(detect_args(job, out, "--shard", "1/2")) == 0
+    process = start(detect_args(job, out, "--shard", "2/2"), tmp_path)  # killed after its first group
+    _wait_for_lines(out.with_name("dets.json.shard-2-of-2.parts"), 1, process)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    capsys.readouterr()
+    assert main(["detect", "--merge", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"incdet: error: {tmp_path / 'dets.json.shard-2-of-2.parts'}: shard 2/2 is not finished; run it to the end first"
+
+    props = tmp_path / "props.json"
+    for shard in ("1/2", "2/2"):
+        assert main(["propose", str(job["images"]), "--out", str(props), "--workers", "0", "--shard", shard]) == 0
+    unfinished = tmp_path / "props.shard-2-of-2.db"
+    with ProposalStore(unfinished) as store:
+        store.record_job(complete=False)  # as a run killed part-way leaves it
+    capsys.readouterr()
+    assert main(["propose", "--merge", "--out", str(props)]) == 2
+    assert capsys.readouterr().err.strip() == f"incdet: error: {unfinished}: shard 2/2 is not finished; run it to the end first"
+    assert not props.exists()
+
+
+def test_an_image_skipped_for_a_transient_reason_is_retried_by_the_next_run(job, reference, tmp_path, monkeypatch,
+                                                                             capsys) -> None:
+    from incdet.engine import stages
+
+    out = tmp_path / "dets.json"
+    read_image, flaky = stages.read_image, [job["images"] / "b" / "0001.png"]
+
+    def failing_once(path):  # an I/O error of a network disk, the first time only
+        if flaky and Path(path) == flaky[0]:
+            flaky.clear()
+            raise OSError(5, "Input/output error")
+        return read_image(path)
+
+    monkeypatch.setattr(stages, "read_image", failing_once)
+    in_process = detect_args(job, out)[:-1] + ["0"]
+    assert main(in_process) == 0
+    printed = capsys.readouterr().out
+    assert "1 images skipped" in printed and "run the same command again to retry" in printed
+    assert out.exists() and out.read_bytes() != reference and out.with_name("dets.json.parts").is_dir()
+    assert main(in_process) == 0
+    assert "resuming: 6 of 8 images are done" in capsys.readouterr().out  # only the failed image's group again
+    assert out.read_bytes() == reference and not out.with_name("dets.json.parts").exists()
+
+
 def test_resuming_with_other_settings_is_refused(job, tmp_path, capsys) -> None:
     out = tmp_path / "dets.json"
     assert main(detect_args(job, out, "--shard", "1/3")) == 0  # a shard keeps its work folder

@@ -127,3 +127,16 @@ def test_fill_store_searches_only_missing_and_stale_images(tmp_path) -> None:
     fill_store(store, records, settings, workers=1, on_done=searched.append)
     assert sorted(r.image.path.name for r in searched) == ["a.png", "broken.jpg"]
     assert store.is_current("a.png", paths["a.png"])
+
+
+def test_a_store_is_identified_by_its_settings_and_rows_not_its_bytes(tmp_path) -> None:
+    path = tmp_path / "s.db"
+    with ProposalStore(path, {"scale": 2}) as store:
+        store.put("a.jpg", Proposals.from_boxes(np.array([[0, 0, 10, 10]], np.float32)), width=20, height=20)
+        store.put("b.jpg", Proposals.from_boxes(np.array([[1, 1, 5, 5]], np.float32)), width=20, height=20)
+        before = store.identity()
+    with ProposalStore(path, readonly=True) as reopened:
+        assert reopened.identity() == before and before["rows"] == 2 and before["settings"] == {"scale": 2}
+    with ProposalStore(path, {"scale": 2}) as store:
+        store.put("b.jpg", Proposals.from_boxes(np.array([[1, 1, 5, 5], [2, 2, 9, 9]], np.float32)), width=20, height=20)
+        assert store.identity()["rows_sha256"] != before["rows_sha256"] and store.identity()["rows"] == 2

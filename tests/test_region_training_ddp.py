@@ -1,6 +1,6 @@
 """Region training under DDP on 2 CPU processes (gloo): each rank trains on a disjoint half of every
-epoch's images, the halves cover the split, epochs reshuffle, proposals are searched by one process
-only, and only rank 0 exports and reports."""
+epoch's images, the halves cover the split, epochs reshuffle, every rank searches its share of the
+proposals, and only rank 0 exports and reports."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ real_fill = data.fill_store
 def counting_fill(store, items, settings, **kwargs):
     items = list(items)
     with open(out / "fill_store_calls.txt", "a") as calls:
-        calls.write(f"{os.environ.get('LOCAL_RANK', '0')} {store.path.name} {len(store)}\\n")
+        calls.write(f"{os.environ.get('LOCAL_RANK', '0')} {store.path.name} {len(store)} {len(items)}\\n")
     return real_fill(store, items, settings, **kwargs)
 data.fill_store = counting_fill
 train.train_regions = functools.partial(train.train_regions, callbacks=[SeenImages()])
@@ -50,7 +50,7 @@ if __name__ == "__main__":
 '''
 
 
-def test_ddp_ranks_see_disjoint_halves_and_proposals_are_searched_once(tmp_path: Path) -> None:
+def test_ddp_ranks_see_disjoint_halves_and_each_searches_its_share_of_the_proposals(tmp_path: Path) -> None:
     paths = {"train": write_shapes(tmp_path / "train", 8, seed=0), "val": write_shapes(tmp_path / "val", 2, seed=1)}
     cfg = region_config({**paths, "train_store": "", "val_store": ""}, tmp_path, max_epochs=2,
                         trainer={"accelerator": "cpu", "devices": 2, "strategy": "ddp", "enable_progress_bar": False,
@@ -66,10 +66,13 @@ def test_ddp_ranks_see_disjoint_halves_and_proposals_are_searched_once(tmp_path:
     assert "Starting with 2 processes" in run.stdout + run.stderr
     assert run.stdout.count("region classifier written to") == 1  # only rank 0 exports and reports
 
-    # Proposals: searched by one process, before training, into the default stores.
+    # Proposals: each rank searched its share into a store of its own, before training, and the shares
+    # were merged into the default stores.
     calls = (tmp_path / "fill_store_calls.txt").read_text().splitlines()
-    assert sorted(calls) == ["0 train.db 0", "0 val.db 0"]
+    assert sorted(calls) == ["0 train.rank-0-of-2.db 0 4", "0 val.rank-0-of-2.db 0 1", "1 train.rank-1-of-2.db 0 4",
+                             "1 val.rank-1-of-2.db 0 1"]
     assert len(ProposalStore(tmp_path / "run" / "proposals" / "train.db", readonly=True)) == 8
+    assert sorted(p.name for p in (tmp_path / "run" / "proposals").iterdir()) == ["train.db", "val.db"]
 
     ranks = [json.loads((tmp_path / f"seen_rank{r}.json").read_text()) for r in (0, 1)]
     everything = sorted(f"{i:03d}.png" for i in range(8))

@@ -49,6 +49,7 @@ class Mutant:
 HELD_OUT_TRAINING = "tests/test_demo_pipeline.py::test_short_training_run_classifies_held_out_regions_well_above_the_label_mix"
 BATCH_WARP = "tests/test_region_training_data.py::test_batch_warp_on_the_device_equals_the_detectors_per_image_warp"
 BBOX_MEAN = "tests/test_bbox_regression.py::test_scores_are_the_mean_softmax_and_boxes_the_mean_over_the_members_with_a_regressor"
+ENGINE = "tests/test_engine.py"
 GPU_PATHS = "tests/test_gpu_paths.py"
 SMALL_OBJECT = "tests/test_evaluate_ap.py::test_small_object_rule_accepts_a_loose_box_on_a_tiny_object"
 
@@ -134,6 +135,20 @@ MUTANTS = (
     Mutant("mid-epoch-resume-restarts-the-epoch", "incdet/train/resume.py", "sampler.start_at(epoch, batches * batch_size)",
            "sampler.start_at(epoch, 0)",
            (f"{GPU_PATHS}::test_a_run_killed_mid_epoch_resumes_where_it_stopped_and_sees_each_image_of_that_epoch_once",)),
+    # Batch jobs: resuming skips what is done (and only that), shards split and merge whole, stores are recognised.
+    Mutant("resume-redoes-every-group", "incdet/engine/work.py",
+           "return all(self._index.has(r.image_id, _stamp(r.path)) for r in group)", "return False",
+           (f"{ENGINE}::test_an_image_skipped_for_a_transient_reason_is_retried_by_the_next_run",
+            f"{ENGINE}::test_resuming_with_other_settings_is_refused")),
+    Mutant("transient-skip-counts-as-done", "incdet/engine/work.py", "not self.retry[image_id] and ", "",
+           (f"{ENGINE}::test_an_image_skipped_for_a_transient_reason_is_retried_by_the_next_run",)),
+    Mutant("merge-accepts-an-unfinished-shard", "incdet/engine/work.py", 'if not manifest.get("complete"):', "if False:",
+           (f"{ENGINE}::test_merging_refuses_an_unfinished_shard_naming_it",)),
+    Mutant("shards-overlap", "incdet/engine/plan.py", "k % shard.count == shard.index - 1", "k % shard.count <= shard.index - 1",
+           (f"{ENGINE}::test_two_shards_merged_equal_one_run",)),
+    Mutant("store-identity-ignores-rows", "incdet/proposals/store.py",
+           'digest.update(f"{key}\\t{size}\\t{mtime}\\t{length}\\n".encode())', "pass",
+           ("tests/test_proposal_store.py::test_a_store_is_identified_by_its_settings_and_rows_not_its_bytes",)),
     # bench/detect.py: the naive loop's crops must follow the model to its device.
     Mutant("bench-naive-crops-stay-on-cpu", "bench/detect.py", ".permute(2, 0, 1)[None].to(device)", ".permute(2, 0, 1)[None]",
            ("tests/test_bench_detect.py::test_the_naive_loop_runs_on_the_models_device_and_agrees_with_the_batched_warp",)),

@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     # The Ray engine's actors load their own models (on their GPUs); this copy only states the settings.
     pipeline = _pipeline(args, args.device if args.engine == "local" else "cpu")
     records = collect_images(args.images)
-    stored, source = open_stored(args.proposals) if args.proposals else (None, {"search": pipeline.proposer.search_settings.to_dict()})
+    stored, source = open_stored(args.proposals.absolute()) if args.proposals else (None, {"search": pipeline.proposer.search_settings.to_dict()})
     loader = Loader(None if stored is not None else pipeline.proposer.search_settings, stored, str(args.proposals))
     settings = {**pipeline.settings(), "proposals": source, "group_size": args.batch_images,
                 "drawing": {"folder": str(drawing.folder.resolve()), "threshold": drawing.threshold} if drawing else None}
@@ -113,18 +113,23 @@ def run(args: argparse.Namespace) -> int:
     if len(todo) < len(groups):
         print(f"resuming: {total - sum(len(g) for g in todo)} of {total} images are done in {work}")
 
-    spec = StepSpec("detect", {**pipeline.config, "device": "auto"}, drawing)
+    # Ray's actors check each model file against the SHA-256 recorded here; --device says what they run on.
+    spec = StepSpec.for_nodes("detect", {**pipeline.config, "device": args.device}, settings, drawing=drawing)
     step = DetectStep(pipeline, drawing) if args.engine == "local" else None
     with folder.writer(pipeline.classes) as writer:
-        stats = run_groups(todo, loader, spec, args, writer.write, step, desc="detect")
+        def write(results) -> None:
+            if drawing is not None:
+                drawing.write(results)  # before the lines that mark the images done
+            writer.write(results)
+
+        stats = run_groups(todo, loader, spec, args, write, step, desc="detect")
     if stats.interrupted:
         return interrupted(folder.count + stats.images + stats.skipped, total, work)
 
-    summary = folder.summary()
+    summary = folder.finish(out if shard.whole else None)
     if summary.images == 0 and summary.skipped:
         print(f"incdet: error: none of the {total} images could be processed", file=sys.stderr)
         return 1
-    folder.finish(out if shard.whole else None)
     device = pipeline.device if args.engine == "local" else f"Ray ({args.ray_address or 'local instance'})"
     if stats.images:
         print(f"{stats.images} images in {stats.wall:.1f} s wall ({stats.wall / stats.images:.2f} s/image) on {device}")
@@ -135,6 +140,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"shard {shard.index}/{shard.count} done in {work}; when every shard is done: incdet detect --merge --out {out}")
         return 0
     print(f"detections written to {out}")
+    if summary.retry:
+        print(f"{summary.retry} of the skipped images failed for a reason that may pass (an I/O error, memory); "
+              f"{work} keeps the job: run the same command again to retry them")
     if drawing:
         print(f"drawn images written to {drawing.folder}/")
     return 0
@@ -168,11 +176,10 @@ def _merge(folders: list[Path], out: Path) -> int:
     missing = [f for f in folders if not f.is_dir()]
     if missing:
         raise InputError(missing[0], "no such work folder")
-    summary = merge(folders, None)
+    summary = merge(folders, out)
     if summary.images == 0:
         print(f"incdet: error: the {len(folders)} shards hold no processed image", file=sys.stderr)
         return 1
-    merge(folders, out)
     _print_summary(summary, None)
     print(f"merged {len(folders)} shards into {out}")
     return 0

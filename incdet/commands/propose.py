@@ -9,7 +9,6 @@ from the store (kept beside it as ``OUT_STEM.db``) at the end, for other tools.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -68,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     # Heavy imports here, not at module level: the CLI imports every command to build its parser.
     from incdet.engine.fill import is_stored, store_result
     from incdet.engine.plan import Shard, plan_groups
+    from incdet.engine.work import inputs_digest
     from incdet.engine.stages import Loader, ProposeStep, StepSpec
     from incdet.io import check_output_path, collect_images
     from incdet.pipeline import Proposer
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         job = prepare_multibox(args.multibox, args.top_n, args.dedup_iou, args.baseline)
     store_path = check_output_path(_store_path(out, shard.suffix))
     records = collect_images(args.images)
-    stored, source = open_stored(args.proposals) if args.proposals else (None, None)
+    stored, source = open_stored(args.proposals.absolute()) if args.proposals else (None, None)
 
     proposer = Proposer(search, job.checkpoint if job else None, job.settings if job else None, args.device) if job else Proposer(search, device=args.device)
     # Selective search alone is recorded exactly as region training records it, so both share stores.
@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if job is not None:
         settings.update(proposer.settings())
     store = ProposalStore(store_path, settings)
+    store.record_job(inputs=inputs_digest(records), shard=[shard.index, shard.count], complete=False)
     # MultiBox batches fix the last bits of its boxes, so with it the groups must be fixed too.
     groups = plan_groups(records, args.batch_images if job else 1, shard)
     todo = groups if args.report else [g for g in groups if not all(is_stored(store, r) for r in g)]
@@ -122,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
                     parts[result.image.key] = {**result.parts, "merged": result.proposals.boxes.numpy()}
 
     loader = Loader(None if stored is not None else search, stored, str(args.proposals))
-    spec = StepSpec("propose", {"search": search, "multibox": proposer.multibox_path, "multibox_settings": proposer.multibox_settings,
-                                "device": "auto"}, keep_parts=args.report)
+    spec = StepSpec.for_nodes("propose", {"search": search, "multibox": proposer.multibox_path, "multibox_settings": proposer.multibox_settings,
+                                          "device": args.device}, settings, keep_parts=args.report)
     stats = run_groups(todo, loader, spec, args, write, ProposeStep(proposer, args.report) if args.engine == "local" else None,
                        desc="proposals")
     present = [r for g in groups for r in g if r.key in store]
@@ -132,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     if not present:
         print(f"incdet: no image could be processed ({stats.skipped} skipped)", file=sys.stderr)
         return 1
+    store.record_job(complete=True)
     _print_counts(store, present, stats, job is not None)
     if dataset is not None:
         _report(args, out, store, present, parts, job, dataset)
@@ -201,6 +203,7 @@ def _export(out: Path, store, keys: list[str], merged: bool) -> None:
 
 
 def _merge(stores: list[Path], out: Path) -> int:
+    from incdet.engine.work import check_shards
     from incdet.proposals.store import ProposalStore
 
     target = _store_path(out)
@@ -208,13 +211,11 @@ def _merge(stores: list[Path], out: Path) -> int:
         stores = sorted(out.parent.glob(f"{out.stem}.shard-*-of-*.db"))
         if not stores:
             raise InputError(out, f"no shard stores ({out.stem}.shard-I-of-N.db) beside it to merge")
-    shards = [re.fullmatch(rf"{re.escape(out.stem)}\.shard-(\d+)-of-(\d+)\.db", s.name) for s in stores]
-    if all(shards):
-        found = sorted((int(m[1]), int(m[2])) for m in shards)
-        count = found[0][1]
-        if found != [(i, count) for i in range(1, count + 1)]:
-            raise InputError(out, f"merge needs each of the {count} shards once, found shards {[f'{i}/{n}' for i, n in found]}")
+    missing = [s for s in stores if not s.is_file()]
+    if missing:
+        raise InputError(missing[0], "no such proposal store")
     opened = [ProposalStore(s, readonly=True) for s in stores]
+    check_shards([(s.path, {**s.job, "settings": s.settings}) for s in opened])
     merged = ProposalStore(target, opened[0].settings)
     rows = sum(merged.update_from(s) for s in opened)
     print(f"merged {rows} image(s) from {len(stores)} shard store(s) into {target}")

@@ -4,16 +4,26 @@ Why a ``torch.utils.data.DataLoader`` rather than a process pool: its workers ha
 boxes, so each image is decoded once; at most ``prefetch_factor`` images per worker wait in memory
 (a pool takes every image at once and would pile up decoded images whenever classification is
 the slower side), so memory stays flat in the number of images; results come back in input order,
-which fixes the groups; and its workers leave Ctrl-C to the main process without a traceback.
-While the main process classifies one group, the workers already search the next images.
+which fixes the groups. While the main process classifies one group, the workers already search the
+next images.
+
+Ctrl-C: a terminal sends SIGINT to every process of the job. Only the main process handles it (one
+line, exit 130, incdet.commands._batch); the fork server and the workers never see it
+(:func:`_start_fork_server`), and their start and shutdown are not cut short by it
+(:func:`interrupt_deferred`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
+import multiprocessing.forkserver
+import multiprocessing.resource_tracker
 import os
 import select
+import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -21,13 +31,14 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from incdet.engine.plan import RecordTable
 from incdet.engine.stages import Loaded, Loader, Step, init_worker
 from incdet.structures import ImageRecord, ImageResult
 
 
 class _Images(Dataset):
     def __init__(self, records: Sequence[ImageRecord], loader: Loader) -> None:
-        self.records = list(records)
+        self.records = records  # a RecordTable for worker processes: they get its folder, not the list
         self.loader = loader
 
     def __len__(self) -> int:
@@ -72,6 +83,43 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _start_fork_server() -> None:
+    """Start the fork server (if not running yet) with SIGINT blocked, which it and every worker it forks inherit.
+
+    A fork server that gets Ctrl-C while it imports incdet (the first seconds) prints a 30-line
+    traceback, and workers would stop mid-image; the main process handles Ctrl-C for them and ends
+    them (their ``_exit_with`` watch). Blocked rather than ignored: a Ctrl-C that comes meanwhile
+    reaches this process once unblocked instead of being lost, and this works in any thread. The
+    resource tracker starts first, as starting it unblocks SIGINT (the same trick, CPython bpo-33613)."""
+    multiprocessing.resource_tracker.ensure_running()
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+@contextlib.contextmanager
+def interrupt_deferred() -> Iterator[None]:
+    """Ctrl-C during the block is raised when it ends (or ignored, as SIGINT's own handler says).
+
+    For what must not be cut short: the workers' start (:func:`load_images`) and their shutdown,
+    which the DataLoader does in ``__del__``, where a KeyboardInterrupt is printed as "Exception
+    ignored ..." with a traceback and then lost. Only the main thread gets KeyboardInterrupt at all,
+    and only it may set signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            signal.raise_signal(signal.SIGINT)
+
+
 def load_images(records: Sequence[ImageRecord], loader: Loader, workers: int | None = None, ahead: int = 16) -> Iterator[Loaded]:
     """``loader`` applied to every record, in order, over ``workers`` processes (default: one per
     CPU; 0 = in this process), keeping about ``ahead`` images in flight."""
@@ -80,10 +128,15 @@ def load_images(records: Sequence[ImageRecord], loader: Loader, workers: int | N
     context = multiprocessing.get_context("forkserver") if workers else None
     if context is not None:
         context.set_forkserver_preload(["incdet.engine.stages"])
-    yield from DataLoader(_Images(records, loader), batch_size=None, num_workers=workers, collate_fn=_as_is,
-                          multiprocessing_context=context,
-                          worker_init_fn=functools.partial(_worker_init, main_pid=os.getpid()) if workers else None,
-                          prefetch_factor=max(2, -(-ahead // workers)) if workers else None)
+        _start_fork_server()
+    # Starting a worker waits for the fork server's imports (seconds); a worker forked after this
+    # process has gone prints a traceback. So a Ctrl-C meanwhile ends the job once they have started.
+    with interrupt_deferred():
+        loaded = iter(DataLoader(_Images(records, loader), batch_size=None, num_workers=workers, collate_fn=_as_is,
+                                 multiprocessing_context=context,
+                                 worker_init_fn=functools.partial(_worker_init, main_pid=os.getpid()) if workers else None,
+                                 prefetch_factor=max(2, -(-ahead // workers)) if workers else None))
+    yield from loaded
 
 
 def run_local(groups: Sequence[Sequence[ImageRecord]], loader: Loader, step: Step, workers: int | None = None) -> Iterator[list[ImageResult]]:

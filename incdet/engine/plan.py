@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from incdet.errors import InputError
 from incdet.structures import ImageRecord
@@ -58,3 +61,51 @@ def plan_groups(images: Sequence[ImageRecord], group_size: int, shard: Shard = S
     ordered = sorted(images, key=lambda r: r.image_id)
     groups = [ordered[start : start + group_size] for start in range(0, len(ordered), group_size)]
     return [group for k, group in enumerate(groups) if k % shard.count == shard.index - 1]
+
+
+class RecordTable:
+    """A job's image records as three flat arrays in files of ``folder``, read by index.
+
+    Worker processes get the folder's name and memory-map the files (one copy, in the page cache,
+    shared by every worker), instead of each unpickling the whole record list: at a million images
+    that list is gigabytes over 16 workers. Rows are the records in the order given.
+    """
+
+    FILES = ("paths", "path_ends", "key_ends", "image_ids")
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self._arrays = {name: np.load(self.folder / f"{name}.npy", mmap_mode="r") for name in self.FILES}
+
+    @classmethod
+    def write(cls, records: Sequence[ImageRecord], folder: str | Path) -> RecordTable:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [str(r.path).encode("utf-8", "surrogateescape") for r in records]
+        keys = [r.key.encode("utf-8", "surrogateescape") for r in records]
+        blob = b"".join(p + k for p, k in zip(paths, keys))
+        lengths = np.array([(len(p), len(k)) for p, k in zip(paths, keys)], np.int64).reshape(-1, 2)
+        ends = np.cumsum(lengths.ravel())
+        arrays = {"paths": np.frombuffer(blob, np.uint8) if blob else np.zeros(0, np.uint8),
+                  "path_ends": ends[0::2], "key_ends": ends[1::2],
+                  "image_ids": np.array([r.image_id for r in records], np.int64)}
+        for name, array in arrays.items():
+            np.save(folder / f"{name}.npy", array)
+        return cls(folder)
+
+    def __len__(self) -> int:
+        return len(self._arrays["image_ids"])
+
+    def __getitem__(self, index: int) -> ImageRecord:
+        a = self._arrays
+        start = int(a["key_ends"][index - 1]) if index else 0
+        path_end, key_end = int(a["path_ends"][index]), int(a["key_ends"][index])
+        text = a["paths"][start:key_end].tobytes().decode("utf-8", "surrogateescape")
+        cut = len(a["paths"][start:path_end].tobytes().decode("utf-8", "surrogateescape"))
+        return ImageRecord(Path(text[:cut]), text[cut:], int(a["image_ids"][index]))
+
+    def __getstate__(self) -> dict:
+        return {"folder": self.folder}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["folder"])

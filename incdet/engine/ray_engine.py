@@ -1,17 +1,22 @@
 """The Ray Data engine: the same two halves as the local engine, as Ray Data operators.
 
     groups --map(load_group, num_cpus=1)--> decoded images + proposals   (CPU tasks)
-           --map_batches(StepActor, num_gpus=1 each when there are GPUs)--> results   (actors: models loaded once)
+           --map_batches(StepActor, num_cpus=1 and num_gpus=1 each on GPUs)--> results   (actors: models loaded once)
            --iter_rows() on the driver--> the same work folder or proposal store as a local run
 
 A row is one group (see :mod:`incdet.engine.plan`), so each actor batch is exactly the group a
 local run would form and the results are the same. Ray streams the operators with backpressure,
-so memory stays flat. Every node must see the images (and a stored-proposals file) at the same
-path, e.g. on a shared file system; ``ray`` is imported only here (``pip install -e ".[ray]"``).
+so memory stays flat, and grows the actor pool as the cluster gains GPUs. Every node must see the
+images (and a stored-proposals file) at the same absolute path, e.g. on a shared file system; the
+shipped models come from each node's own install, and every model file is checked against the
+SHA-256 the job recorded. Only results travel back: detections and proposal counts (proposals
+themselves for ``incdet propose``), drawings as PNG bytes for the driver to write. ``ray`` is
+imported only here (``pip install -e ".[ray]"``).
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -20,6 +25,8 @@ from incdet.errors import InputError
 from incdet.structures import ImageRecord, ImageResult
 
 SEARCH_MEMORY = 2**30  # bytes reserved per selective-search task (its worker process included)
+GROUPS_PER_BLOCK = 4  # a search task takes a few groups (half a minute of work): scheduling costs nothing next to it
+MAX_BLOCKS = 10_000  # what the driver tracks, however many images: 1M images in groups of 8 are 125k groups
 
 
 def _load_group(row: dict[str, Any], loader: Loader) -> dict[str, Any]:
@@ -28,18 +35,41 @@ def _load_group(row: dict[str, Any], loader: Loader) -> dict[str, Any]:
 
 
 class _StepActor:
-    """Loads the models once per actor; each call runs the step on one group."""
+    """Loads the models once per actor (each checked against the job's SHA-256); each call runs the
+    step on one group. A refusal travels back as a row's ``refused`` line: Ray cannot carry an
+    InputError itself (it does not rebuild one from its message)."""
 
-    def __init__(self, spec: StepSpec) -> None:
-        self.step = spec.build(device="auto")  # the GPU Ray gave this actor, if any
+    def __init__(self, spec: StepSpec, device: str) -> None:
+        import ray
+
+        node = f"{socket.gethostname()} (Ray node {ray.get_runtime_context().get_node_id()})"
+        self.step, self.refused = None, ""
+        try:
+            self.step = spec.build(device, node)
+        except InputError as exc:
+            self.refused = str(exc)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return {"results": [self.step(list(group)) for group in batch["loaded"]]}
+        groups = list(batch["loaded"])
+        results = [[] for _ in groups] if self.refused else [self.step(list(group)) for group in groups]
+        return {"results": results, "refused": [self.refused] * len(groups)}
+
+
+def _blocks(groups: int, cpus: int) -> int:
+    """Two blocks per CPU, or a few groups per block when there are more, never over MAX_BLOCKS."""
+    return max(1, min(groups, max(2 * cpus, -(-groups // GROUPS_PER_BLOCK)), MAX_BLOCKS))
+
+
+def _on_gpus(device: str, resources: dict[str, float]) -> bool:
+    """Whether the actors ask for a GPU: ``cuda`` always (an autoscaling cluster starts GPU nodes for
+    them), ``auto`` when the cluster has one now, ``cpu`` never."""
+    return device.startswith("cuda") or (device == "auto" and resources.get("GPU", 0) > 0)
 
 
 def run_ray(groups: Sequence[Sequence[ImageRecord]], loader: Loader, spec: StepSpec, address: str | None = None) -> Iterator[list[ImageResult]]:
     """Each group's results as Ray finishes it (not in order), on the Ray instance at ``address``
-    (``auto``: a running cluster; None: a new local one, shut down at the end)."""
+    (``auto``: a running cluster; None: a new local one, shut down at the end); the actors run on
+    ``spec``'s device (``auto``, ``cpu``, ``cuda``)."""
     try:
         import ray
         import ray.data
@@ -50,19 +80,28 @@ def run_ray(groups: Sequence[Sequence[ImageRecord]], loader: Loader, spec: StepS
     started = not ray.is_initialized()
     if started:
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            # Workers' output (a failed task's traceback) reaches this terminal; the CLI quietens Ray's own logging.
+            ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise InputError(None, f"--ray-address {address}: cannot connect to Ray ({type(exc).__name__}: {exc})") from None
     try:
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        dataset = ray.data.from_items([{"records": list(group)} for group in groups], override_num_blocks=len(groups))
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        context.enable_fallback_to_arrow_object_ext_type = True  # rows are Python objects: said, so no worker warns of it
+        resources = ray.cluster_resources()
+        gpus = _on_gpus(spec.config.get("device", "auto"), resources)
+        blocks = _blocks(len(groups), int(resources.get("CPU", 1)))
+        dataset = ray.data.from_items([{"records": list(group)} for group in groups], override_num_blocks=blocks)
         # The memory request (what searching a 500 px wide image may take) is one the actors do not make,
         # so Ray keeps the searches in CPU tasks of their own instead of fusing them into the actors.
         dataset = dataset.map(_load_group, fn_kwargs={"loader": loader}, num_cpus=1, memory=SEARCH_MEMORY)
-        dataset = dataset.map_batches(_StepActor, fn_constructor_kwargs={"spec": spec}, batch_size=1, num_cpus=1,
-                                      num_gpus=1 if gpus else 0, compute=ray.data.ActorPoolStrategy(size=max(gpus, 1)))
+        # From one actor up to as many as the cluster's GPUs (or CPUs) allow, as it gains them.
+        dataset = dataset.map_batches(_StepActor, fn_constructor_kwargs={"spec": spec, "device": "cuda" if gpus else "cpu"},
+                                      batch_size=1, num_cpus=1, num_gpus=1 if gpus else 0,
+                                      compute=ray.data.ActorPoolStrategy(min_size=1, max_size=None))
         for row in dataset.iter_rows():
+            if row["refused"]:
+                raise InputError(None, row["refused"])
             yield row["results"]
     finally:
         if started:

@@ -7,29 +7,37 @@
 - A step (the device, one group of images at a time): :class:`DetectStep` runs MultiBox, the
   ensemble and NMS of a :class:`incdet.pipeline.Pipeline` batched across the group and draws;
   :class:`ProposeStep` runs stage 1 only. :class:`StepSpec` is the picklable recipe from which a
-  Ray actor builds its step (loading the models once).
+  Ray actor builds its step (loading the models once, each checked against the SHA-256 the job
+  recorded: :class:`ModelFile`).
+
+A step's results carry only what the driver keeps: a detection result counts its proposals
+(:class:`ProposalCounts`) and brings its drawing as PNG bytes, which the driver writes, as it
+writes every output of a job.
 """
 
 from __future__ import annotations
 
+import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+import cv2
 import numpy as np
 import torch
 
 from incdet.boxes import clip_and_check
 from incdet.errors import InputError
-from incdet.io import read_image, write_image
+from incdet.io import atomic_path, file_sha256, read_image
 from incdet.multibox.propose import merge_multibox
 from incdet.pipeline import Pipeline, Proposer, search_proposals
 from incdet.postprocess.draw import draw_detections
 from incdet.proposals.settings import SearchSettings
 from incdet.proposals.store import ProposalStore
-from incdet.structures import ImageRecord, ImageResult, Proposals
+from incdet.structures import Detections, ImageRecord, ImageResult, Proposals
+from incdet.weights import shipped_file, shipped_name
 
 # Stored proposals: a proposal store, or a flat file's {key: (N, 4) boxes} read whole.
 Stored = Union[ProposalStore, Mapping[str, np.ndarray]]
@@ -48,6 +56,7 @@ class Loaded:
     boxes: np.ndarray | None = None
     source: np.ndarray | None = None
     error: str | None = None
+    transient: bool = False  # the error may not happen again (EIO, out of memory): a resumed job retries it
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -78,7 +87,7 @@ class Loader:
         except InputError as exc:
             return _failed(loaded, str(exc))
         except Exception as exc:  # noqa: BLE001 - PermissionError, cv2.error, MemoryError: skip this image, keep the batch
-            return _failed(loaded, str(InputError(record.path, f"cannot be read ({_name(exc)}: {exc})")))
+            return _failed(loaded, str(InputError(record.path, f"cannot be read ({_name(exc)}: {exc})")), _transient(exc))
         loaded.seconds["decode"] = time.perf_counter() - start
         start = time.perf_counter()
         try:
@@ -90,7 +99,7 @@ class Loader:
         except InputError as exc:
             return _failed(loaded, str(exc))
         except Exception as exc:  # noqa: BLE001 - one image that breaks the search must not end a batch of thousands
-            return _failed(loaded, str(InputError(record.path, f"selective search failed ({_name(exc)}: {exc})")))
+            return _failed(loaded, str(InputError(record.path, f"selective search failed ({_name(exc)}: {exc})")), _transient(exc))
         return loaded
 
     def _stored(self, loaded: Loaded) -> Proposals:
@@ -125,14 +134,41 @@ def _name(exc: Exception) -> str:
     return type(exc).__name__ if module == "builtins" else f"{module.split('.')[0]}.{type(exc).__name__}"
 
 
-def _failed(loaded: Loaded, error: str) -> Loaded:
-    loaded.pixels, loaded.proposals, loaded.error = None, None, error
+def _transient(exc: Exception) -> bool:
+    """An error of the system rather than of the file (an I/O error of a network disk, memory running
+    out): the same image may well succeed on the next run. A corrupt file or a failed decode is not."""
+    return isinstance(exc, (OSError, MemoryError))
+
+
+def _failed(loaded: Loaded, error: str, transient: bool = False) -> Loaded:
+    loaded.pixels, loaded.proposals, loaded.error, loaded.transient = None, None, error, transient
     return loaded
+
+
+@dataclass
+class ProposalCounts:
+    """An image's proposals as a detection result keeps them: boxes per source and the total, what
+    :meth:`Proposals.counts` gives (a few bytes to send to the driver, where the boxes are kilobytes)."""
+
+    per_source: dict[str, int]
+
+    def counts(self) -> dict[str, int]:
+        return dict(self.per_source)
+
+
+@dataclass
+class Detected(ImageResult):
+    """A :class:`DetectStep` result: ``proposals`` counted (:class:`ProposalCounts`), and with a
+    :class:`Drawing`, ``drawing`` the image with its detections as PNG bytes, for the driver to write."""
+
+    proposals: ProposalCounts | None = None  # type: ignore[assignment]
+    drawing: bytes | None = None
 
 
 @dataclass(frozen=True)
 class Drawing:
-    """Write each image with its detections scoring >= ``threshold`` as ``folder/<key with .png>``."""
+    """Each image with its detections scoring >= ``threshold`` as ``folder/<key with .png>``: drawn
+    where the image is classified (:meth:`encode`), written by the driver (:meth:`write`)."""
 
     folder: Path
     threshold: float = 0.5
@@ -140,14 +176,27 @@ class Drawing:
     def path(self, key: str) -> Path:
         return self.folder / Path(key).with_suffix(".png")
 
+    def encode(self, image: np.ndarray, detections: Detections, classes: Sequence[str]) -> bytes:
+        drawn = draw_detections(image, detections, classes, self.threshold)
+        return cv2.imencode(".png", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+    def write(self, results: Sequence[ImageResult]) -> None:
+        """The drawings of ``results``; call it before their lines mark them done, so that a resumed
+        job never lacks one."""
+        for result in results:
+            if isinstance(result, Detected) and result.drawing is not None:
+                with atomic_path(self.path(result.image.key)) as tmp:
+                    tmp.write_bytes(result.drawing)
+
 
 Step = Callable[[list[Loaded]], list[ImageResult]]
 
 
-def _split(group: list[Loaded]) -> tuple[list[Loaded], list[ImageResult]]:
-    """The usable images of a group, and results for the ones that failed to load."""
+def _split(group: list[Loaded], kind: type[ImageResult] = ImageResult) -> tuple[list[Loaded], list[ImageResult]]:
+    """The usable images of a group, and results (of ``kind``) for the ones that failed to load."""
     ok = [item for item in group if item.error is None]
-    failed = [ImageResult(item.image, error=item.error, warnings=item.warnings) for item in group if item.error is not None]
+    failed = [kind(item.image, error=item.error, transient=item.transient, warnings=item.warnings)
+              for item in group if item.error is not None]
     return ok, failed
 
 
@@ -165,7 +214,7 @@ class DetectStep:
         self.drawing = drawing
 
     def __call__(self, group: list[Loaded]) -> list[ImageResult]:
-        ok, results = _split(group)
+        ok, results = _split(group, Detected)
         images = [item.pixels for item in ok]
         seconds: dict[str, float] = {}
         start = time.perf_counter()
@@ -177,12 +226,10 @@ class DetectStep:
         detections = self.pipeline.select(proposals, scores)
         _timed(seconds, "nms", len(ok), start)
         for item, props, dets in zip(ok, proposals, detections):
-            if self.drawing is not None:
-                write_image(self.drawing.path(item.image.key),
-                            draw_detections(item.pixels, dets, self.pipeline.classes, self.drawing.threshold))
+            drawing = self.drawing.encode(item.pixels, dets, self.pipeline.classes) if self.drawing is not None else None
             height, width = item.pixels.shape[:2]
-            results.append(ImageResult(item.image, props, dets, warnings=item.warnings, seconds={**item.seconds, **seconds},
-                                       size=(width, height)))
+            results.append(Detected(item.image, ProposalCounts(props.counts()), dets, warnings=item.warnings,
+                                    seconds={**item.seconds, **seconds}, size=(width, height), drawing=drawing))
         return sorted(results, key=lambda r: r.image.image_id)
 
 
@@ -214,18 +261,71 @@ class ProposeStep:
 
 
 @dataclass(frozen=True)
+class ModelFile:
+    """A model file as a job sends it to other machines: ``path`` absolute (the same on every node,
+    e.g. a shared file system) or, for a file shipped with incdet (``shipped``), its name, found in
+    each node's own install; and the SHA-256 the job recorded, so that a node whose file differs
+    refuses the job instead of detecting differently under the same settings."""
+
+    path: str
+    sha256: str
+    shipped: bool = False
+
+    @classmethod
+    def of(cls, path: str | Path, sha256: str) -> ModelFile:
+        name = shipped_name(path)
+        return cls(name, sha256, shipped=True) if name else cls(str(Path(path).absolute()), sha256)
+
+    def local(self, node: str) -> Path:
+        """This machine's copy (``node`` names the machine in the refusal), checked against the SHA-256."""
+        path = shipped_file(self.path) if self.shipped else Path(self.path)
+        need = "the same incdet version" if self.shipped else "the same file at this path"
+        try:
+            digest = file_sha256(path)
+        except OSError as exc:
+            raise InputError(path, f"cannot be read on {node} ({exc.strerror or exc}); every node needs {need}") from None
+        if digest != self.sha256:
+            raise InputError(path, f"on {node} has SHA-256 {digest[:16]}..., the job recorded {self.sha256[:16]}... "
+                                   f"(every node needs {need})")
+        return path
+
+
+def _local(model: Any, node: str) -> Any:
+    return model.local(node) if isinstance(model, ModelFile) else model
+
+
+@dataclass(frozen=True)
 class StepSpec:
     """How to build a step in any process: ``kind`` "detect" (``config``: :class:`Pipeline` arguments)
-    or "propose" (``config``: :class:`Proposer` arguments)."""
+    or "propose" (``config``: :class:`Proposer` arguments); model files as paths, or as
+    :class:`ModelFile` (:meth:`for_nodes`), checked where the step is built."""
 
     kind: str
     config: dict[str, Any]
     drawing: Drawing | None = None
     keep_parts: bool = False
 
-    def build(self, device: str | None = None) -> Step:
-        """The step, its models loaded on ``device`` (default: the configured one)."""
+    @classmethod
+    def for_nodes(cls, kind: str, config: dict[str, Any], recorded: Mapping[str, Any], **options: Any) -> StepSpec:
+        """The spec of ``config`` with its model files (``models``, ``multibox``) as :class:`ModelFile`
+        of the SHA-256 that ``recorded`` (the job's settings: :meth:`Pipeline.settings` or
+        :meth:`Proposer.settings`) holds for each."""
+        config = dict(config)
+        if "models" in config:
+            config["models"] = [ModelFile.of(path, record["sha256"]) for path, record in zip(config["models"], recorded["models"])]
+        if config.get("multibox") is not None:
+            config["multibox"] = ModelFile.of(config["multibox"], recorded["multibox"]["sha256"])
+        return cls(kind, config, **options)
+
+    def build(self, device: str | None = None, node: str | None = None) -> Step:
+        """The step, its models loaded on ``device`` (default: the configured one); a model file
+        that is not the one the job recorded is refused, naming ``node`` (default: this host)."""
+        node = node or socket.gethostname()
         config = {**self.config, **({"device": device} if device else {})}
+        if "models" in config:
+            config["models"] = [_local(model, node) for model in config["models"]]
+        if "multibox" in config:
+            config["multibox"] = _local(config["multibox"], node)
         if self.kind == "detect":
             return DetectStep(Pipeline(**config), self.drawing)
         return ProposeStep(Proposer(**config), self.keep_parts)

@@ -22,6 +22,7 @@ as uint8 indices into :data:`incdet.structures.SOURCES`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -38,6 +39,7 @@ from incdet.structures import Proposals
 SUFFIX = ".db"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS job (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS proposals (
     key TEXT PRIMARY KEY, boxes BLOB NOT NULL, source BLOB NOT NULL,
     width INTEGER, height INTEGER, file_size INTEGER, mtime_ns INTEGER, seconds REAL
@@ -156,6 +158,18 @@ class ProposalStore(Mapping[str, Proposals]):
             db.executemany("INSERT OR REPLACE INTO settings VALUES (?, ?)", [(k, json.dumps(v)) for k, v in settings.items()])
 
     # -- rows ---------------------------------------------------------------------------------
+    @property
+    def job(self) -> dict[str, Any]:
+        """What the ``incdet propose`` run filling this store recorded of itself: its input images'
+        digest, its shard [I, N] and whether it ran to the end (``--merge`` checks them)."""
+        if not self._query("SELECT name FROM sqlite_master WHERE type='table' AND name='job'"):
+            return {}
+        return {name: json.loads(value) for name, value in self._query("SELECT name, value FROM job")}
+
+    def record_job(self, **values: Any) -> None:
+        with self._db() as db:
+            db.executemany("INSERT OR REPLACE INTO job VALUES (?, ?)", [(k, json.dumps(v)) for k, v in values.items()])
+
     def put(self, key: str, proposals: Proposals, *, width: int | None = None, height: int | None = None,
             stamp: FileStamp | None = None, seconds: float | None = None) -> None:
         """Store (or replace) one image's proposals; committed before this returns."""
@@ -188,6 +202,20 @@ class ProposalStore(Mapping[str, Proposals]):
             return False
         size, mtime = rows[0]
         return size is None or FileStamp(size, mtime) == FileStamp.of(path)
+
+    def identity(self) -> dict[str, Any]:
+        """What a job using this store records to recognise it on resume: its settings, its row count and
+        a digest of every row's key, image-file stamp and box bytes. Unlike a hash of the file it reads
+        no boxes (a store for ILSVRC-DET is about 15 GB) and does not change when SQLite reorganises pages."""
+        digest = hashlib.sha256()
+        rows = 0
+        try:
+            for key, size, mtime, length in self._db().execute("SELECT key, file_size, mtime_ns, length(boxes) FROM proposals ORDER BY key"):
+                digest.update(f"{key}\t{size}\t{mtime}\t{length}\n".encode())
+                rows += 1
+        except sqlite3.DatabaseError as exc:
+            raise InputError(self.path, f"not a readable proposal store ({exc})") from None
+        return {"settings": self.settings, "rows": rows, "rows_sha256": digest.hexdigest()}
 
     def __getitem__(self, key: str) -> Proposals:
         entry = self.entry(key)

@@ -1,8 +1,9 @@
 """The region-training data module: proposals computed once ahead of training, then images streamed.
 
-``prepare_data`` (which Lightning runs on one process while the others wait) fills each split's
-proposal store with whatever it lacks or holds stale boxes for; ``setup`` (every process) keeps the
-images the store has boxes for. The training loader shuffles images with an
+``setup`` fills each split's proposal store with whatever it lacks or holds stale boxes for, before
+the first step: under DDP every rank searches its own share (every world-size-th image) into a
+store of its own, and rank 0 merges those into the split's store while the others wait; then
+every rank keeps the images the store has boxes for. The training loader shuffles images with an
 :class:`~incdet.train.resume.EpochSampler`: under DDP each rank takes a disjoint part of the epoch,
 every epoch has a new seeded order, and a run resumed mid-epoch continues with the images that
 epoch had not yet reached.
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from incdet.data.dataset import load_dataset
 from incdet.data.records import Dataset
-from incdet.engine.fill import fill_store
+from incdet.engine.fill import fill_store, is_stored
 from incdet.errors import InputError
 from incdet.proposals.settings import SearchSettings
 from incdet.proposals.store import ProposalStore
@@ -72,8 +73,6 @@ class RegionDataModule(ResumableDataModule):
                  sampling: dict, images_per_batch: int, num_workers: int, proposal_workers: int | None = None,
                  seed: int = 0, crop: tuple[int, int] = (224, 16)) -> None:
         super().__init__()
-        # One process searches for all nodes: the stores live in out_dir, which every node must see.
-        self.prepare_data_per_node = False
         self.splits = {name: data for name, data in (("train", train), ("val", val)) if data is not None}
         self.stores, self.settings = stores, settings
         self.sampling, self.images_per_batch = sampling, images_per_batch
@@ -81,18 +80,46 @@ class RegionDataModule(ResumableDataModule):
         self.crop = crop  # (input size, context pad): the warp, when the workers do it
         self.datasets: dict[str, RegionDataset] = {}
 
-    def prepare_data(self) -> None:
+    def _fill_stores(self) -> None:
+        """Search what the stores lack, each rank its share (the stores live in ``out_dir``, which every
+        node must see); on an ILSVRC-size split one process alone would keep every other GPU waiting
+        for hours. ``incdet propose`` can fill them ahead instead, e.g. on a Ray cluster."""
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        barrier = trainer.strategy.barrier if trainer is not None else (lambda name=None: None)
         for name, data in self.splits.items():
-            store = ProposalStore(self.stores[name], self.settings.to_dict())
+            path = self.stores[name]
+            if rank == 0:
+                ProposalStore(path, self.settings.to_dict()).close()  # created (or its settings checked) once
+            barrier(f"{name} proposal store")
+            main = ProposalStore(path, readonly=True)
             records = [ImageRecord(data.image_path(ann), ann.filename, i) for i, ann in enumerate(data.annotations)]
-            skipped = fill_store(store, records, self.settings, workers=self.proposal_workers, on_done=_progress(store.path))
+            share = [r for r in records[rank::world] if not is_stored(main, r)]
+            main.close()
+            if world > 1:
+                rank_zero_only(log.info)("%s proposals: each of the %d ranks searches its share of the images %s lacks",
+                                         name, world, path)
+            own = path if world == 1 else path.with_name(f"{path.stem}.rank-{rank}-of-{world}{path.suffix}")
+            store = ProposalStore(own, self.settings.to_dict())
+            skipped = fill_store(store, share, self.settings, workers=self.proposal_workers, on_done=_progress(store.path))
             for message in skipped.messages():
                 log.warning("skipped %s", message)
             store.close()
+            barrier(f"{name} proposals searched")
+            if world > 1 and rank == 0:
+                merged = ProposalStore(path, self.settings.to_dict())
+                for other in range(world):
+                    part = path.with_name(f"{path.stem}.rank-{other}-of-{world}{path.suffix}")
+                    with ProposalStore(part, readonly=True) as searched:
+                        merged.update_from(searched)
+                    part.unlink()
+                merged.close()
+            barrier(f"{name} proposals merged")
 
     def setup(self, stage: str) -> None:
         if self.datasets:
             return
+        self._fill_stores()
         for name, data in self.splits.items():
             store = ProposalStore(self.stores[name], readonly=True)
             stored = set(store)
