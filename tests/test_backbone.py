@@ -25,15 +25,6 @@ from incdet.train.optim import OptimConfig, make_optimizer, make_step_decay
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.fixture
-def one_thread():
-    """Training on one thread is several times faster on a busy 2-core machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_config(tmp_path: Path, **changes) -> BackboneTrainConfig:
     """Quarter-width low-res GoogLeNet on 8 px digits, a few batches per epoch: seconds on a CPU."""
     cfg = BackboneTrainConfig(

@@ -46,12 +46,7 @@ def images(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the reruns in this process: much faster than 2 threads on a busy 2-core machine
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _stop(process, sig: int) -> str:

@@ -35,12 +35,7 @@ def data(tmp_path_factory) -> dict[str, Path]:
     return make_data(tmp_path_factory.mktemp("gpu_paths"), train=8, val=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(paths: dict[str, Path], tmp_path: Path, **overrides) -> RegionTrainConfig:

@@ -39,12 +39,7 @@ def data(tmp_path_factory) -> dict[str, Path]:
     return make_data(tmp_path_factory.mktemp("regions_train"), train=8, val=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # several times faster than 2 threads on the busy 2-core machine
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(paths: dict[str, Path], tmp_path: Path, **overrides) -> RegionTrainConfig:

@@ -6,6 +6,7 @@ import dataclasses
 import math
 import types
 import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,7 +27,20 @@ def require_positive(values: dict[str, float]) -> None:
             raise ValueError(f"{name} must be >= 1, got {value}")
 
 
-def check_run(cfg: Any) -> None:
+@dataclass
+class RunConfig:
+    """The keys every training config (regions, MultiBox, backbone) shares, which
+    :func:`incdet.train.run_dir.make_trainer` reads."""
+
+    trainer: dict[str, Any] = field(default_factory=dict)  # passed to lightning.Trainer: devices, strategy, precision...
+    resume: bool | str | None = None  # true: out_dir/checkpoints/last.ckpt; or a Lightning checkpoint path
+    # Reproducible algorithms only (torch.use_deterministic_algorithms): same seed, same weights, on the
+    # same hardware, at the cost of slower kernels (and an error where an op has no deterministic one).
+    deterministic: bool = False
+    checkpoint_every_n_steps: int | None = None  # last.ckpt within epochs; null: every 10 minutes of training
+
+
+def check_run(cfg: RunConfig) -> None:
     """The keys every training config shares (see :func:`incdet.train.run_dir.make_trainer`)."""
     if cfg.checkpoint_every_n_steps is not None and cfg.checkpoint_every_n_steps < 1:
         raise ValueError(f"checkpoint_every_n_steps must be >= 1 (or null: every 10 minutes), got {cfg.checkpoint_every_n_steps}")

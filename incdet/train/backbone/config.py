@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from incdet.data.classification import FORMATS
 from incdet.nets.factory import ARCHS, min_input_size
-from incdet.train.config import check_run, require_positive
+from incdet.train.config import RunConfig, check_run, require_positive
 from incdet.train.optim import OptimConfig
 
 AVERAGING = ("ema", "polyak", "none")
@@ -56,7 +55,7 @@ class BackboneModelConfig:
 
 
 @dataclass
-class BackboneTrainConfig:
+class BackboneTrainConfig(RunConfig):
     data: BackboneDataConfig = field(default_factory=BackboneDataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: BackboneModelConfig = field(default_factory=BackboneModelConfig)
@@ -70,12 +69,6 @@ class BackboneTrainConfig:
     out_dir: str = "runs/backbone"
     export: str = "runs/backbone/backbone.pt"  # self-describing file for `incdet eval-cls`
     export_state_dict: str | None = "runs/backbone/backbone_state_dict.pt"  # torchvision-style, for load_backbone_weights
-    trainer: dict[str, Any] = field(default_factory=dict)  # passed to lightning.Trainer: devices, strategy, precision...
-    resume: bool | str | None = None  # true: out_dir/checkpoints/last.ckpt; or a Lightning checkpoint path
-    # Reproducible algorithms only (torch.use_deterministic_algorithms): same seed, same weights, on the
-    # same hardware, at the cost of slower kernels (and an error where an op has no deterministic one).
-    deterministic: bool = False
-    checkpoint_every_n_steps: int | None = None  # last.ckpt within epochs; null: every 10 minutes of training
 
     def validate(self) -> None:
         self.optim.validate()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from incdet.multibox.checkpoint import MultiBoxSpec
-from incdet.train.config import check_run, require_positive
+from incdet.train.config import RunConfig, check_run, require_positive
 from incdet.train.optim import OptimConfig
 
 
@@ -38,7 +37,7 @@ class MultiBoxModelConfig:
 
 
 @dataclass
-class MultiBoxTrainConfig:
+class MultiBoxTrainConfig(RunConfig):
     data: MultiBoxDataConfig = field(default_factory=MultiBoxDataConfig)
     model: MultiBoxModelConfig = field(default_factory=MultiBoxModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -49,12 +48,6 @@ class MultiBoxTrainConfig:
     seed: int = 0
     out_dir: str = "runs/multibox"
     export: str = "runs/multibox/multibox.pt"
-    trainer: dict[str, Any] = field(default_factory=dict)  # passed to lightning.Trainer: devices, strategy, precision...
-    resume: bool | str | None = None  # true: out_dir/checkpoints/last.ckpt; or a Lightning checkpoint path
-    # Reproducible algorithms only (torch.use_deterministic_algorithms): same seed, same weights, on the
-    # same hardware, at the cost of slower kernels (and an error where an op has no deterministic one).
-    deterministic: bool = False
-    checkpoint_every_n_steps: int | None = None  # last.ckpt within epochs; null: every 10 minutes of training
 
     def validate(self) -> None:
         self.optim.validate()

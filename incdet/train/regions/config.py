@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from incdet.nets.factory import ARCHS, min_input_size
 from incdet.proposals.settings import SearchSettings
 from incdet.regions.warp import default_context_pad
-from incdet.train.config import check_run, require_positive
+from incdet.train.config import RunConfig, check_run, require_positive
 from incdet.train.optim import OptimConfig
 from incdet.train.regions.pretrained import trunk_layers
 
@@ -70,7 +69,7 @@ class RegionModelConfig:
 
 
 @dataclass
-class RegionTrainConfig:
+class RegionTrainConfig(RunConfig):
     data: RegionDataConfig = field(default_factory=RegionDataConfig)
     model: RegionModelConfig = field(default_factory=RegionModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -79,12 +78,6 @@ class RegionTrainConfig:
     torch_threads: int | None = None  # intra-op threads per process; 1 is fastest on a busy CPU, None leaves torch's default
     out_dir: str = "runs/regions"
     export: str = "runs/regions/region_classifier.pt"
-    trainer: dict[str, Any] = field(default_factory=dict)  # passed to lightning.Trainer: devices, strategy, precision...
-    resume: bool | str | None = None  # true: out_dir/checkpoints/last.ckpt; or a Lightning checkpoint path
-    # Reproducible algorithms only (torch.use_deterministic_algorithms): same seed, same weights, on the
-    # same hardware, at the cost of slower kernels (and an error where an op has no deterministic one).
-    deterministic: bool = False
-    checkpoint_every_n_steps: int | None = None  # last.ckpt within epochs; null: every 10 minutes of training
 
     def validate(self) -> None:
         self.optim.validate()
