@@ -15,12 +15,16 @@ import torch
 import torchvision.ops
 from region_training_data import make_data, region_config, write_config
 from test_multibox_train import config as multibox_config
+from test_backbone import tiny_config as tiny_backbone_config
 from test_multibox_train import write_split
 
 import incdet.io
 from incdet import Pipeline
 from incdet.classify.checkpoint import load_region_classifier
 from incdet.cli import main
+from incdet.multibox.checkpoint import load_multibox
+from incdet.nets.backbone_file import load_backbone
+from incdet.train.backbone.train import train_backbone
 from incdet.train.config import load_config
 from incdet.train.regions.config import RegionTrainConfig
 from incdet.train.regions.module import RegionClassifierModule
@@ -171,6 +175,18 @@ def test_region_training_in_bf16_mixed_precision_and_channels_last(data, tmp_pat
     assert spec.metadata["epochs"] == 1 and np.isfinite(spec.metadata["metrics"]["val_loss"])
     module = RegionClassifierModule(spec, cfg.optim)
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in module.parameters() if p.dim() == 4)
+
+
+def test_multibox_and_backbone_training_in_bf16_mixed_precision(tmp_path) -> None:
+    write_split(tmp_path / "data" / "train", 8, seed=0)
+    write_split(tmp_path / "data" / "val", 4, seed=1)
+    assert main(["train", "multibox", "--config", str(multibox_config(tmp_path, max_epochs=1,
+                                                                      trainer={"precision": "bf16-mixed"}))]) == 0
+    assert np.isfinite(load_multibox(tmp_path / "run" / "multibox.pt")[0].metadata["metrics"]["val_loss"])
+    cfg = tiny_backbone_config(tmp_path / "backbone", max_epochs=1)
+    cfg.trainer = {**cfg.trainer, "precision": "bf16-mixed"}
+    train_backbone(cfg)
+    assert np.isfinite(load_backbone(cfg.export)[0].metadata["metrics"]["val_loss"])
 
 
 def test_bf16_detection_scores_are_close_to_fp32_but_computed_in_bf16() -> None:
