@@ -23,7 +23,6 @@ import multiprocessing.resource_tracker
 import os
 import select
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -31,14 +30,13 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from incdet.engine.plan import RecordTable
 from incdet.engine.stages import Loaded, Loader, Step, init_worker
 from incdet.structures import ImageRecord, ImageResult
 
 
 class _Images(Dataset):
     def __init__(self, records: Sequence[ImageRecord], loader: Loader) -> None:
-        self.records = records  # a RecordTable for worker processes: they get its folder, not the list
+        self.records = list(records)
         self.loader = loader
 
     def __len__(self) -> int:
