@@ -9,7 +9,8 @@ Sections (default: all but throughput):
   ``cv2.resize`` it and run the network on one crop at a time (same model, same boxes).
 - ``streaming``: images/s of ``incdet detect`` (decode once, search in workers while the main
   process classifies, results streamed to the work folder) against the stage-by-stage loop it
-  replaced (kept below, compactly, as the baseline), default path (selective search + MultiBox).
+  replaced (kept below, compactly, as the baseline), default path (selective search + MultiBox);
+  and against itself with ``--runtime torch``, the default before onnxruntime ran the classifiers.
 - ``rss``: peak RSS of ``incdet detect --proposals STORE`` on 400 and on 4,000 images (stored
   proposals, so it is cheap), each in a subprocess of its own.
 - ``ray``: images/s of ``--engine ray`` on a local Ray instance against the local engine, same cores.
@@ -200,18 +201,23 @@ def bench_streaming(folder: Path, device: torch.device, repeats: int = 1) -> Non
         runs = {
             f"stage-by-stage, {threads} torch threads": lambda i: stage_by_stage(paths, Path(tmp) / f"old{i}.json", device),
             "stage-by-stage, 1 torch thread": lambda i: _with_threads(1, lambda: stage_by_stage(paths, Path(tmp) / f"one{i}.json", device)),
+            "streaming, --runtime torch": lambda i: _quietly(["detect", str(folder), "--out", str(Path(tmp) / f"torch{i}.json"),
+                                                              "--device", str(device), "--runtime", "torch"]),
             "streaming": lambda i: _quietly(["detect", str(folder), "--out", str(Path(tmp) / f"new{i}.json"), "--device", str(device)]),
         }
         for i in range(repeats):  # taking turns, so load from other jobs hits every path alike
             for name, run in runs.items():
                 seconds[name] = min(seconds.get(name, float("inf")), _timed(lambda: run(i)))
         same = _compare(Path(tmp) / "old0.json", Path(tmp) / "new0.json")
+        same_as_torch = _compare(Path(tmp) / "torch0.json", Path(tmp) / "new0.json")
     n = len(paths)
     print(f"{n} images, default path (selective search + MultiBox), {os.cpu_count()} cores, best of {repeats}:")
     for name, value in seconds.items():
         print(f"  {name:32s} {n / value:6.2f} images/s ({value:.1f} s)")
     baseline = min(v for k, v in seconds.items() if k.startswith("stage-by-stage"))
     print(f"  speed-up streaming / best stage-by-stage: {baseline / seconds['streaming']:.2f}x (target >= 1.3x); records: {same}")
+    print(f"  speed-up streaming / streaming with --runtime torch (the default before onnxruntime): "
+          f"{seconds['streaming, --runtime torch'] / seconds['streaming']:.2f}x; records: {same_as_torch}")
 
 
 def _rss_child(folder: str, store: str, out: str) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from incdet.classify.ensemble import load_ensemble
+from incdet.classify.onnx_runtime import resolve_runtime
 from incdet.devices import autocast, resolve_device, resolve_precision
 from incdet.errors import InputError
 from incdet.io import file_sha256
@@ -136,7 +137,8 @@ class Pipeline:
     shipped network with the shipped models, else none); ``classes``: refuse models trained on
     another class list; ``bbox_reg``: move boxes with the regressors of the models that have one;
     ``precision``: fp32, bf16 or fp16 autocast for the networks (``auto``: bf16 on a GPU that has
-    it, fp32 on the CPU). ``config`` keeps the arguments, model paths made absolute and ``"default"``
+    it, fp32 on the CPU); ``runtime``: what runs the region classifiers, torch or onnxruntime
+    (``auto``: onnxruntime for fp32 on the CPU, where it is faster). ``config`` keeps the arguments, model paths made absolute and ``"default"``
     resolved, so ``Pipeline(**p.config)`` builds the same pipeline in another process and folder.
     """
 
@@ -152,6 +154,7 @@ class Pipeline:
         bbox_reg: bool = True,
         device: str = "auto",
         precision: str = "auto",
+        runtime: str = "auto",
     ) -> None:
         models = [str(Path(m).absolute()) for m in models]
         if not models:
@@ -159,10 +162,12 @@ class Pipeline:
         multibox = default_multibox(models, multibox)
         self.config = {"models": models, "multibox": None if multibox is None else str(multibox.absolute()), "search": search,
                        "multibox_settings": multibox_settings, "thresholds": thresholds,
-                       "classes": None if classes is None else list(classes), "bbox_reg": bbox_reg, "device": device, "precision": precision}
+                       "classes": None if classes is None else list(classes), "bbox_reg": bbox_reg, "device": device, "precision": precision,
+                       "runtime": runtime}
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        self.ensemble = load_ensemble(models, self.device, classes, bbox_reg, self.precision).to(self.device)
+        self.runtime = resolve_runtime(runtime, self.device, self.precision)
+        self.ensemble = load_ensemble(models, self.device, classes, bbox_reg, self.precision, self.runtime).to(self.device)
         self.proposer = Proposer(search, multibox, multibox_settings, self.device, self.precision)
         self.thresholds = thresholds
 
@@ -204,4 +209,4 @@ class Pipeline:
                 "thresholds": asdict(self.thresholds), "classes": list(self.classes),
                 "bbox_reg": self.ensemble.regressors > 0,
                 # As asked: an engine's workers resolve "auto" on their own devices.
-                "precision": self.config["precision"]}
+                "precision": self.config["precision"], "runtime": self.config["runtime"]}

@@ -14,3 +14,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def onnx_cache(tmp_path_factory):
+    """onnxruntime's graphs (exported once per network, seconds each) in one folder for the whole run,
+    shared with the commands the tests start, never in the user's own cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("incdet-cache")
+    before = os.environ.get("INCDET_CACHE")
+    os.environ["INCDET_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("INCDET_CACHE")
+    else:
+        os.environ["INCDET_CACHE"] = before

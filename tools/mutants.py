@@ -94,7 +94,7 @@ MUTANTS = (
            "    for path in paths[:1]:\n", ("tests/test_detect_cli.py::test_detect_with_stored_proposals_and_an_ensemble",)),
     # Box regression at inference: each regressing member's deltas decoded on the proposals, the mean over
     # the members that regress, clipped to the image.
-    Mutant("bbox-deltas-not-applied", "incdet/classify/ensemble.py", "decode_deltas(out.deltas.float(), flat[start : start + len(crops)])",
+    Mutant("bbox-deltas-not-applied", "incdet/classify/ensemble.py", "decode_deltas(deltas, flat[start : start + len(crops)])",
            "flat[start : start + len(crops)].repeat(1, outputs)", (BBOX_MEAN,)),
     Mutant("bbox-mean-over-all-members", "incdet/classify/ensemble.py", "moved / self.regressors", "moved / len(self.members)",
            (BBOX_MEAN,)),

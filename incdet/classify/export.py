@@ -6,7 +6,7 @@ box regressor, ``deltas`` (N, 4 * (C + 1)) in ``incdet.boxes.encode_deltas`` uni
 deployer needs to prepare the crops and read the outputs (class list, crop size, context padding,
 normalisation, regression weights) is stored in the file's metadata as JSON under ``incdet``.
 Exported with torch's ``torch.export``-based exporter (the default since torch 2.9; it needs the
-``onnxscript`` package of the ``[onnx]`` extra).
+``onnxscript`` package).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import logging
 import warnings
 from pathlib import Path
 
+import onnx
 import torch
 from torch import Tensor, nn
 
 from incdet.boxes import REGRESSION_WEIGHTS
 from incdet.classify.checkpoint import RegionClassifierSpec
 from incdet.classify.model import RegionClassifier
-from incdet.errors import InputError
 from incdet.io import atomic_path
 from incdet.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -56,10 +56,6 @@ def onnx_metadata(spec: RegionClassifierSpec) -> dict:
 
 def export_onnx(spec: RegionClassifierSpec, model: RegionClassifier, path: str | Path, batch: int = 2) -> Path:
     """Write ``model`` as ONNX at ``path`` (atomically) with a dynamic batch axis."""
-    try:
-        import onnx
-    except ImportError:
-        raise InputError(None, "ONNX export needs the onnx extra: pip install -e \".[onnx]\"") from None
     deployable = _Deployable(model.cpu().eval()).eval()
     example = torch.zeros(batch, 3, spec.input_size, spec.input_size)
     outputs = ["probs", "deltas"] if spec.bbox_reg else ["probs"]

@@ -80,6 +80,15 @@ def check_engine_arguments(args: argparse.Namespace) -> None:
         resolve_device(args.device)
 
 
+def start_engine(args: argparse.Namespace) -> None:
+    """What an engine can start before the job loads its models: the local engine's fork server,
+    which imports incdet for the workers (seconds) while this process loads the networks."""
+    if args.engine == "local" and args.workers != 0:
+        from incdet.engine.local import start_fork_server
+
+        start_fork_server()
+
+
 def open_stored(path: Path) -> tuple[Any, dict[str, str]]:
     """Stored proposals for a job: a proposal store (read per image) or a flat .npz/.json file (read
     whole), and how the job's settings record them."""

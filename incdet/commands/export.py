@@ -10,7 +10,7 @@ from incdet.errors import InputError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "export", help="write a region classifier as ONNX (needs the [onnx] extra)",
+        "export", help="write a region classifier as ONNX",
         description="The ONNX graph takes (N, 3, S, S) normalised warped crops, N free, and returns probs (N, C+1) "
                     "and, with a box regressor, deltas (N, 4(C+1)); the metadata key 'incdet' says how to make the "
                     "crops and read the outputs. Exit codes: 0 written, 2 bad input.",

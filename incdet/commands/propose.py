@@ -21,6 +21,7 @@ from incdet.commands._batch import (
     open_stored,
     run_groups,
     search_settings,
+    start_engine,
 )
 from incdet.errors import InputError
 
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(None, "give the IMAGES to propose boxes for (files or folders), or --merge")
     search = search_settings(args)
     check_engine_arguments(args)
+    start_engine(args)
     shard = Shard.parse(args.shard)
     if args.report and args.gt is None:
         raise InputError(None, "--report needs --gt ANNOTATIONS to measure against")

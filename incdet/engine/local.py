@@ -9,7 +9,7 @@ next images.
 
 Ctrl-C: a terminal sends SIGINT to every process of the job. Only the main process handles it (one
 line, exit 130, incdet.commands._batch); the fork server and the workers never see it
-(:func:`_start_fork_server`), and their start and shutdown are not cut short by it
+(:func:`start_fork_server`), and their start and shutdown are not cut short by it
 (:func:`interrupt_deferred`).
 """
 
@@ -23,6 +23,7 @@ import multiprocessing.resource_tracker
 import os
 import select
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -30,13 +31,14 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from incdet.engine.plan import RecordTable
 from incdet.engine.stages import Loaded, Loader, Step, init_worker
 from incdet.structures import ImageRecord, ImageResult
 
 
 class _Images(Dataset):
     def __init__(self, records: Sequence[ImageRecord], loader: Loader) -> None:
-        self.records = list(records)
+        self.records = records  # a RecordTable for workers: each maps the files instead of unpickling a list
         self.loader = loader
 
     def __len__(self) -> int:
@@ -81,20 +83,28 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _start_fork_server() -> None:
-    """Start the fork server (if not running yet) with SIGINT blocked, which it and every worker it forks inherit.
+def start_fork_server() -> multiprocessing.context.BaseContext:
+    """The workers' process context, its fork server started (if not running yet) with SIGINT blocked,
+    which it and every worker it forks inherit.
+
+    A job calls it as it starts, before loading its models: the fork server imports incdet (seconds)
+    meanwhile, instead of after them.
 
     A fork server that gets Ctrl-C while it imports incdet (the first seconds) prints a 30-line
     traceback, and workers would stop mid-image; the main process handles Ctrl-C for them and ends
     them (their ``_exit_with`` watch). Blocked rather than ignored: a Ctrl-C that comes meanwhile
     reaches this process once unblocked instead of being lost, and this works in any thread. The
     resource tracker starts first, as starting it unblocks SIGINT (the same trick, CPython bpo-33613)."""
+    # forkserver: forking a parent that already runs torch/OpenMP threads can deadlock children.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["incdet.engine.stages"])
     multiprocessing.resource_tracker.ensure_running()
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         multiprocessing.forkserver.ensure_running()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    return context
 
 
 @contextlib.contextmanager
@@ -122,19 +132,25 @@ def load_images(records: Sequence[ImageRecord], loader: Loader, workers: int | N
     """``loader`` applied to every record, in order, over ``workers`` processes (default: one per
     CPU; 0 = in this process), keeping about ``ahead`` images in flight."""
     workers = min(os.cpu_count() or 1, len(records)) if workers is None else min(workers, len(records))
-    # forkserver: forking a parent that already runs torch/OpenMP threads can deadlock children.
-    context = multiprocessing.get_context("forkserver") if workers else None
-    if context is not None:
-        context.set_forkserver_preload(["incdet.engine.stages"])
-        _start_fork_server()
-    # Starting a worker waits for the fork server's imports (seconds); a worker forked after this
-    # process has gone prints a traceback. So a Ctrl-C meanwhile ends the job once they have started.
-    with interrupt_deferred():
-        loaded = iter(DataLoader(_Images(records, loader), batch_size=None, num_workers=workers, collate_fn=_as_is,
-                                 multiprocessing_context=context,
-                                 worker_init_fn=functools.partial(_worker_init, main_pid=os.getpid()) if workers else None,
-                                 prefetch_factor=max(2, -(-ahead // workers)) if workers else None))
-    yield from loaded
+    if not workers:
+        yield from map(loader, records)
+        return
+    context = start_fork_server()
+    with tempfile.TemporaryDirectory(prefix="incdet-records-") as folder:
+        table = RecordTable.write(records, folder)
+        loaded = None
+        try:
+            # Starting a worker waits for the fork server's imports (seconds); a worker forked after this
+            # process has gone prints a traceback. So a Ctrl-C meanwhile ends the job once they have started.
+            with interrupt_deferred():
+                loaded = iter(DataLoader(_Images(table, loader), batch_size=None, num_workers=workers, collate_fn=_as_is,
+                                         multiprocessing_context=context,
+                                         worker_init_fn=functools.partial(_worker_init, main_pid=os.getpid()),
+                                         prefetch_factor=max(2, -(-ahead // workers))))
+            yield from loaded
+        finally:
+            with interrupt_deferred():
+                del loaded  # the workers end (joined) before the folder of their records goes, however the job ends
 
 
 def run_local(groups: Sequence[Sequence[ImageRecord]], loader: Loader, step: Step, workers: int | None = None) -> Iterator[list[ImageResult]]:
