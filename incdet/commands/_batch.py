@@ -39,6 +39,7 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("execution (resumable: rerun the same command after a crash or Ctrl-C)")
     group.add_argument("--workers", type=int, help="selective-search processes (default: one per CPU; 0 = in the main process)")
+    # The group size of incdet.engine.plan: enough crops to fill a device batch, small enough to resume finely.
     group.add_argument("--batch-images", type=int, default=8, metavar="G",
                        help="images per batch on the device, and per unit of resuming and sharding (default: %(default)s)")
     group.add_argument("--shard", metavar="I/N", help="process only shard I of N (every N-th batch of images), to split a job over N machines")

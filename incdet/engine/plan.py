@@ -19,8 +19,6 @@ import numpy as np
 from incdet.errors import InputError
 from incdet.structures import ImageRecord
 
-GROUP_SIZE = 8  # images per batch: enough crops to fill a device batch, small enough to resume finely
-
 
 @dataclass(frozen=True)
 class Shard:
