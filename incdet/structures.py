@@ -182,10 +182,6 @@ class SkipReport:
             raise ValueError(f"unknown skip kind {kind!r}")
         self.items.append(Skip(kind, str(InputError(path, problem)), count))
 
-    def skip_error(self, kind: str, error: InputError) -> None:
-        """Record an :class:`InputError` raised for one item of a batch."""
-        self.skip(kind, error.path, error.problem)
-
     def warn(self, path: str | Path | None, problem: str) -> None:
         self.items.append(Skip("warning", str(InputError(path, problem)), 1))
 
