@@ -6,7 +6,7 @@ among its four interpolations; tensors support only nearest/bilinear/bicubic.
 
 from __future__ import annotations
 
-import sys
+import logging
 
 import numpy as np
 import torch
@@ -26,6 +26,8 @@ from incdet.transforms import (
     image_to_uint8_tensor,
     normalize,
 )
+
+log = logging.getLogger(__name__)
 
 # GoogLeNet section 6: "bilinear, area, nearest neighbor and cubic, with equal probability".
 INTERPOLATIONS = (InterpolationMode.BILINEAR, InterpolationMode.BOX, InterpolationMode.NEAREST, InterpolationMode.BICUBIC)
@@ -77,7 +79,7 @@ class ImageDataset(Dataset):
         try:
             image = self.data.image(index)
         except InputError as exc:
-            print(f"skipped {exc}", file=sys.stderr)
+            log.warning("skipped %s", exc)
             return None
         return self.transform(image), int(self.data.labels[index])
 

@@ -7,7 +7,7 @@ by batch, so ImageNet's 50,000 validation images need no per-image score storage
 
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -20,6 +20,8 @@ from incdet.errors import InputError
 from incdet.nets.backbone_file import BackboneSpec
 from incdet.nets.multicrop import CROP_COUNTS, crop_plan, extract_crops
 from incdet.transforms import image_to_uint8_tensor, normalize
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,7 +66,7 @@ class MultiCropDataset(Dataset):
         try:
             image = self.data.image(index)
         except InputError as exc:
-            print(f"skipped {exc}", file=sys.stderr)
+            log.warning("skipped %s", exc)
             return None
         pixels = image_to_uint8_tensor(image)
         views = {}
