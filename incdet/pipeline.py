@@ -3,7 +3,7 @@
     from incdet import Pipeline
     from incdet.io import read_image
 
-    pipeline = Pipeline()  # the shipped demo models: selective search + MultiBox -> ensemble -> NMS
+    pipeline = Pipeline()  # the shipped demo: selective search + MultiBox -> an ensemble of 3 region classifiers -> NMS
     detections = pipeline([read_image("demo/test/images/0000.png")])[0]
 
 :meth:`Pipeline.__call__` is the whole detector in three lines, as torchvision's
@@ -132,7 +132,8 @@ class Pipeline:
     """The detector: proposals (selective search + optional MultiBox) -> context-padded warp ->
     ensemble of region classifiers -> per-class NMS.
 
-    ``models``: region-classifier checkpoints (an ensemble; default the shipped demo model);
+    ``models``: region-classifier checkpoints (an ensemble; default the shipped demo ensemble of three,
+    ``incdet.weights.DEMO_REGION_MODELS``);
     ``multibox``: a MultiBox checkpoint, None for selective search only, or ``"default"`` (the
     shipped network with the shipped models, else none); ``classes``: refuse models trained on
     another class list; ``bbox_reg``: move boxes with the regressors of the models that have one;

@@ -2,8 +2,9 @@
 
 ``plan`` cuts the input into fixed groups and shards, ``stages`` holds the worker half (decode
 once, search or read stored proposals) and the device half (MultiBox, ensemble, NMS on a group),
-``local`` runs them with DataLoader workers, ``ray_engine`` as Ray Data operators, and ``work``
-keeps detection results in a resumable work folder. :func:`process` is the one entry point.
+``local`` runs them with DataLoader workers, ``ray_engine`` as Ray Data operators, ``work``
+keeps detection results in a resumable work folder, and ``fill`` runs selective search for the
+images a proposal store lacks (for region training). :func:`process` is the one entry point.
 """
 
 from __future__ import annotations

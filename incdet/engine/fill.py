@@ -1,6 +1,8 @@
 """Filling a proposal store: stage 1 for every image the store lacks (or holds stale boxes for), each
 result stored as its group finishes, so an interrupted fill keeps what it did and a rerun adds only
-the rest. ``incdet propose`` and region training (``prepare_data``) both fill stores this way."""
+the rest. Region training calls :func:`fill_store` (``incdet.train.regions.data``, in its data
+module's ``setup``); ``incdet propose`` runs its own batched, shardable job loop and shares only
+:func:`is_stored` and :func:`store_result`, so both keep the same rows."""
 
 from __future__ import annotations
 

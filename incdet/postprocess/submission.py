@@ -11,8 +11,10 @@ the class's 1-based index in meta_det.mat, and the box is in the devkit's frame:
 ``xmax - xmin + 1``). incdet's continuous ``[x1, y1, x2, y2)`` boxes are therefore written as
 ``[x1, y1, x2 - 1, y2 - 1]``, and a COCO ``[x, y, w, h]`` as ``[x, y, x + w - 1, y + h - 1]``.
 
-A detection stage writes its :class:`~incdet.structures.Detections` of one image with
-``format_submission(np.full(len(d), index), det_ids[d.labels], d.scores, d.boxes)``.
+No detection stage writes this format: ``incdet detect`` writes COCO results, and ``incdet
+export-submission`` (:mod:`incdet.commands.export_submission`) converts them afterwards with
+:func:`write_submission`, numbering images from the image set; :mod:`incdet.evaluate.submission`
+reads such a file back for evaluation.
 """
 
 from __future__ import annotations
