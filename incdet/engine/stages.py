@@ -200,7 +200,8 @@ def _split(group: list[Loaded], kind: type[ImageResult] = ImageResult) -> tuple[
     return ok, failed
 
 
-def _timed(seconds: dict[str, float], name: str, count: int, start: float) -> float:
+def _lap(seconds: dict[str, float], name: str, count: int, start: float) -> float:
+    """Record stage ``name``'s seconds per image since ``start`` in ``seconds``; returns now, the next stage's start."""
     now = time.perf_counter()
     seconds[name] = (now - start) / max(count, 1)
     return now
@@ -220,11 +221,11 @@ class DetectStep:
         start = time.perf_counter()
         proposals = self.pipeline.propose(images, [item.proposals for item in ok])
         if self.pipeline.proposer.multibox is not None:
-            start = _timed(seconds, "multibox", len(ok), start)
+            start = _lap(seconds, "multibox", len(ok), start)
         scores = self.pipeline.classify(images, proposals)
-        start = _timed(seconds, "warp+classify", len(ok), start)
+        start = _lap(seconds, "warp+classify", len(ok), start)
         detections = self.pipeline.select(proposals, scores)
-        _timed(seconds, "nms", len(ok), start)
+        _lap(seconds, "nms", len(ok), start)
         for item, props, dets in zip(ok, proposals, detections):
             drawing = self.drawing.encode(item.pixels, dets, self.pipeline.classes) if self.drawing is not None else None
             height, width = item.pixels.shape[:2]
@@ -249,7 +250,7 @@ class ProposeStep:
         if self.proposer.multibox is not None and ok:
             multibox = self.proposer.multibox_boxes(images)
             merged = [merge_multibox(item.proposals, b, self.proposer.multibox_settings.dedup_iou) for item, b in zip(ok, multibox)]
-            _timed(seconds, "multibox", len(ok), start)
+            _lap(seconds, "multibox", len(ok), start)
         else:
             multibox, merged = [None] * len(ok), [item.proposals for item in ok]
         for item, props, mb in zip(ok, merged, multibox):
