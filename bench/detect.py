@@ -11,8 +11,9 @@ Sections (default: all but throughput):
   process classifies, results streamed to the work folder) against the stage-by-stage loop it
   replaced (kept below, compactly, as the baseline), default path (selective search + MultiBox);
   and against itself with ``--runtime torch``, the default before onnxruntime ran the classifiers.
-- ``rss``: peak RSS of ``incdet detect --proposals STORE`` on 400 and on 4,000 images (stored
-  proposals, so it is cheap), each in a subprocess of its own.
+- ``rss``: peak RSS of ``incdet detect --proposals STORE`` on 10,000 and on 100,000 tiny images
+  (one stored proposal each, so the per-image bookkeeping is what could grow), each in a
+  subprocess of its own.
 - ``ray``: images/s of ``--engine ray`` on a local Ray instance against the local engine, same cores.
 - ``throughput``: warp+classify (``Pipeline.classify``) crops/s and images/s of the ensemble ``incdet
   detect`` runs (``--ensemble``, default the shipped one) on selective-search proposals of ``--limit``
@@ -223,36 +224,41 @@ def bench_streaming(folder: Path, device: torch.device, repeats: int = 1) -> Non
 def _rss_child(folder: str, store: str, out: str) -> None:
     """Run in a subprocess of its own: detect with stored proposals, then report this process's peak RSS."""
     start = time.perf_counter()
-    _quietly(["detect", folder, "--proposals", store, "--out", out, "--no-multibox", "--device", "cpu"])
+    _quietly(["detect", folder, "--proposals", store, "--out", out, "--no-multibox", "--device", "cpu", "--batch-images", "64"])
     peak = {"main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "workers_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, "seconds": time.perf_counter() - start}
     print(json.dumps(peak))
 
 
-def _fake_job(root: Path, sources: list[Path], count: int) -> tuple[Path, Path]:
-    """``count`` images (links to ``sources``, 100 per sub-folder) and a store of 10 proposals each."""
+def _tiny_job(root: Path, count: int) -> tuple[Path, Path]:
+    """``count`` tiny images (links to one 64x48 PNG, 100 per sub-folder) and a store of one proposal each:
+    what the engine keeps per image is then all that grows with ``count``."""
     folder, rng = root / f"images{count}", np.random.default_rng(0)
-    store = ProposalStore(root / f"proposals{count}.db", {"bench": "random boxes"})
+    source = root / "tiny.png"
+    if not source.exists():
+        cv2.imwrite(str(source), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    store = ProposalStore(root / f"proposals{count}.db", {"bench": "one random box per image"})
+    store._db().execute("PRAGMA synchronous=OFF")  # a bench shortcut: put() commits (and syncs) each row, as a job must
     for i in range(count):
-        link = folder / f"{i // 100:03d}" / f"{i:05d}{sources[i % len(sources)].suffix}"
+        link = folder / f"{i // 100:04d}" / f"{i:06d}.png"
         link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(sources[i % len(sources)].resolve())
-        xy = rng.uniform(0, 150, (10, 2))
-        store.put(link.relative_to(folder).as_posix(), Proposals.from_boxes(np.hstack([xy, xy + rng.uniform(20, 100, (10, 2))])))
+        link.symlink_to(source)
+        xy = rng.uniform(0, 20, 2)
+        store.put(link.relative_to(folder).as_posix(), Proposals.from_boxes(np.hstack([xy, xy + rng.uniform(10, 40, 2)])[None]))
+    store.close()
     return folder, store.path
 
 
-def bench_rss(folder: Path, counts: tuple[int, ...] = (400, 4000)) -> None:
-    sources = list_images(folder)
+def bench_rss(counts: tuple[int, ...] = (10_000, 100_000)) -> None:
     peaks = {}
     with tempfile.TemporaryDirectory() as tmp:
         for count in counts:
-            images, store = _fake_job(Path(tmp), sources, count)
+            images, store = _tiny_job(Path(tmp), count)
             child = subprocess.run([sys.executable, __file__, "--rss-child", str(images), str(store), str(Path(tmp) / f"d{count}.json")],
                                    capture_output=True, text=True, check=True)
             peaks[count] = json.loads(child.stdout.strip().splitlines()[-1])
     for count, peak in peaks.items():
-        print(f"  {count:5d} images: peak RSS main process {peak['main_mb']:7.1f} MB, largest worker {peak['workers_mb']:7.1f} MB, "
+        print(f"  {count:6d} images: peak RSS main process {peak['main_mb']:7.1f} MB, largest worker {peak['workers_mb']:7.1f} MB, "
               f"{count / peak['seconds']:6.1f} images/s")
     low, high = peaks[counts[0]]["main_mb"], peaks[counts[-1]]["main_mb"]
     print(f"  peak RSS {counts[-1]} / {counts[0]} images: {high / low:.3f} (target: within 15 %, <= 1.15)")
@@ -304,6 +310,8 @@ def main() -> None:
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=[s for s in SECTIONS if s != "throughput"])
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each streaming path, best kept (default: %(default)s)")
+    parser.add_argument("--rss-images", type=int, nargs=2, default=[10_000, 100_000], metavar=("FEW", "MANY"),
+                        help="rss: the two job sizes compared (default: %(default)s)")
     parser.add_argument("--rss-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
@@ -318,7 +326,7 @@ def main() -> None:
         elif section == "streaming":
             bench_streaming(args.images, device, args.repeats)
         elif section == "rss":
-            bench_rss(args.images)
+            bench_rss(tuple(args.rss_images))
         elif section == "ray":
             bench_ray(args.images)
         else:
