@@ -11,6 +11,8 @@ Sections (default: all but throughput):
   process classifies, results streamed to the work folder) against the stage-by-stage loop it
   replaced (kept below, compactly, as the baseline), default path (selective search + MultiBox);
   and against itself with ``--runtime torch``, the default before onnxruntime ran the classifiers.
+- ``commit``: images/s of ``incdet detect`` now against ``incdet detect`` at ``--commit`` (a git
+  worktree of it), each run as a process of its own, taking turns.
 - ``rss``: peak RSS of ``incdet detect --proposals STORE`` on 10,000 and on 100,000 tiny images
   (one stored proposal each, so the per-image bookkeeping is what could grow), each in a
   subprocess of its own.
@@ -68,7 +70,7 @@ _spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).resol
 gpu_check = sys.modules["gpu_check"] = importlib.util.module_from_spec(_spec)  # its dataclasses look their module up there
 _spec.loader.exec_module(gpu_check)  # its device clocks, peak table and warp+classify measurement
 
-SECTIONS = ("stages", "streaming", "rss", "ray", "throughput")
+SECTIONS = ("stages", "streaming", "commit", "rss", "ray", "throughput")
 
 
 def naive_scores(image: np.ndarray, boxes: np.ndarray, model: torch.nn.Module, size: int, pad: int,
@@ -192,6 +194,36 @@ def _compare(old: Path, new: Path) -> str:
     return f"{len(a)} with equal boxes and labels, scores within {max((abs(x['score'] - y['score']) for x, y in zip(a, b)), default=0):.0e}"
 
 
+def _detect_at(checkout: Path, folder: Path, out: Path, device: torch.device) -> None:
+    """``incdet detect`` of the incdet in ``checkout``, in a process of its own (imports included)."""
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    subprocess.run([sys.executable, "-m", "incdet.cli", "detect", str(folder), "--out", str(out), "--device", str(device)],
+                   env=env, cwd=checkout, check=True, capture_output=True)
+
+
+def bench_commit(folder: Path, device: torch.device, commit: str, repeats: int = 1) -> None:
+    """``incdet detect`` as it is against ``incdet detect`` at ``commit`` (a git worktree), each in a
+    process of its own, taking turns: the default path's images/s, before and after."""
+    repo = Path(__file__).resolve().parent.parent
+    n = len(list_images(folder))
+    seconds: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / "old"
+        subprocess.run(["git", "worktree", "add", "--detach", str(old), commit], cwd=repo, check=True, capture_output=True)
+        try:
+            for i in range(repeats):
+                for name, checkout in ((f"at {commit}", old), ("now", repo)):
+                    out = Path(tmp) / f"{name.replace(' ', '_')}{i}.json"
+                    seconds[name] = min(seconds.get(name, float("inf")), _timed(lambda: _detect_at(checkout, folder, out, device)))
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=repo, check=True, capture_output=True)
+        same = _compare(Path(tmp) / f"at_{commit}0.json", Path(tmp) / "now0.json")
+    print(f"{n} images, incdet detect (default path, a process each, imports included), {os.cpu_count()} cores, best of {repeats}:")
+    for name, value in seconds.items():
+        print(f"  {name:20s} {n / value:6.2f} images/s ({value:.1f} s)")
+    print(f"  speed-up now / at {commit}: {seconds[f'at {commit}'] / seconds['now']:.2f}x (target >= 2x); records: {same}")
+
+
 def bench_streaming(folder: Path, device: torch.device, repeats: int = 1) -> None:
     """The baseline runs with torch's default threads (as it shipped) and with one (what helps on a loaded
     machine, where OpenMP's threads wait for each other); the better of the two is compared."""
@@ -307,9 +339,11 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", help="throughput: auto, fp32, bf16 or fp16 (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=10, help="images for the stages and throughput sections (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: %(default)s)")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=[s for s in SECTIONS if s != "throughput"])
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=[s for s in SECTIONS if s not in ("throughput", "commit")])
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each streaming path, best kept (default: %(default)s)")
+    parser.add_argument("--commit", default="450022a", help="commit: the incdet to compare with (default: %(default)s, "
+                        "the last one before onnxruntime ran the classifiers)")
     parser.add_argument("--rss-images", type=int, nargs=2, default=[10_000, 100_000], metavar=("FEW", "MANY"),
                         help="rss: the two job sizes compared (default: %(default)s)")
     parser.add_argument("--rss-child", nargs=3, help=argparse.SUPPRESS)
@@ -325,6 +359,8 @@ def main() -> None:
             bench_stages(list_images(args.images)[: args.limit], args.model, device)
         elif section == "streaming":
             bench_streaming(args.images, device, args.repeats)
+        elif section == "commit":
+            bench_commit(args.images, device, args.commit, args.repeats)
         elif section == "rss":
             bench_rss(tuple(args.rss_images))
         elif section == "ray":

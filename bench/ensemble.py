@@ -1,12 +1,14 @@
 """What the shipped ensemble and its box regression buy on the demo test split (README: "The recipe").
 
-    python bench/ensemble.py [--models A.pt B.pt ...] [--device cpu]
+    python bench/ensemble.py [--models A.pt B.pt ...] [--device cpu] [--runtimes torch onnxruntime]
 
 Each image's proposals (selective search x2 + the shipped MultiBox top 200, as `incdet detect`
 makes them) are computed once and shared; then every member alone, the ensemble, and the
 ensemble without box regression classify the same proposals. mAP at IoU 0.5 and 0.7 with the
 ILSVRC rules (`incdet eval`'s evaluator), and seconds per image: classification (warp, networks,
-NMS) of each configuration, and that plus the shared proposals, i.e. what `incdet detect` costs.
+NMS) of each configuration, and that plus the shared proposals, i.e. what `incdet detect` costs;
+with ``--runtimes``, each configuration once per runtime that runs the classifiers (``incdet detect
+--runtime``), side by side.
 The same numbers, one configuration at a time, come from the CLI:
 
     incdet detect demo/test/images --model M.pt [--model ...] --multibox incdet/weights/demo_multibox.pt \
@@ -47,6 +49,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", type=Path, default=list(DEMO_REGION_MODELS))
     parser.add_argument("--demo", type=Path, help="the demo dataset (default: generated into a temporary folder)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--runtimes", nargs="+", default=["auto"], choices=("auto", "torch", "onnxruntime"))
     args = parser.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,17 +69,17 @@ def main() -> None:
         runs = [(m.name, [m], True) for m in args.models]
         if len(args.models) > 1:
             runs += [(f"ensemble of {len(args.models)}", args.models, True), (f"ensemble of {len(args.models)}, --no-bbox-reg", args.models, False)]
-        print("| models | mAP@0.5 | mAP@0.7 | s/image classify | s/image total |")
-        print("|---|---:|---:|---:|---:|")
-        for name, models, bbox_reg in runs:
-            pipeline = Pipeline(models, multibox=None, bbox_reg=bbox_reg, device=args.device)
+        print("| models | runtime | mAP@0.5 | mAP@0.7 | s/image classify | s/image total |")
+        print("|---|---|---:|---:|---:|---:|")
+        for (name, models, bbox_reg), runtime in ((run, runtime) for run in runs for runtime in args.runtimes):
+            pipeline = Pipeline(models, multibox=None, bbox_reg=bbox_reg, device=args.device, runtime=runtime)
             measure(pipeline, images[:BATCH], proposals[:BATCH])  # warm-up (oneDNN kernel selection)
             detections, seconds = measure(pipeline, images, proposals)
             records = [r for i, (a, d) in enumerate(zip(split.annotations, detections))
                        for r in to_coco_records(d, i, a.filename, pipeline.classes)]
             maps = [evaluate_detections(split.annotations, records, split.classes, iou).mean_ap for iou in (0.5, 0.7)]
             per_image = seconds / len(images)
-            print(f"| {name} | {100 * maps[0]:.2f}% | {100 * maps[1]:.2f}% | {per_image:.3f} | {per_image + propose_s:.3f} |", flush=True)
+            print(f"| {name} | {pipeline.runtime} | {100 * maps[0]:.2f}% | {100 * maps[1]:.2f}% | {per_image:.3f} | {per_image + propose_s:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Why: on the CPU, torch eager reaches about a fifth of the fp32 matmul peak on these networks of many
 small convolutions; onnxruntime runs the same graph (that of ``incdet export``) with fused kernels
-at 1.5-2x the crops/s (``python bench/ensemble.py --runtimes``), with scores equal to torch's within
-1e-6 and bitwise the same for any thread count, so resumed and sharded jobs stay byte-identical.
+faster (``python bench/ensemble.py --runtimes torch onnxruntime`` compares them), with scores equal
+to torch's within 1e-6 and bitwise the same for any thread count, so resumed and sharded jobs stay
+byte-identical.
 On a GPU torch stays: its bf16 kernels are the fast path there.
 
 Exporting takes seconds per network, so each graph is made once and kept in a cache folder
