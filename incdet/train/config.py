@@ -71,13 +71,20 @@ def load_config(path: str | Path, schema: type[T]) -> T:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise InputError(path, f"invalid YAML ({str(exc).splitlines()[0]})") from None
-    config = _build(schema, data, path, "")
+    return config_from(schema, data, path)
+
+
+def config_from(schema: type[T], data: Any, path: str | Path, where: str = "") -> T:
+    """``data`` (a mapping read from the YAML file ``path``, found there under ``where``, e.g.
+    ``members[0].``) as the dataclass ``schema``, validated; errors name the file and the key."""
+    path = Path(path)
+    config = _build(schema, data, path, where)
     check = getattr(config, "validate", None)
     if check is not None:
         try:
             check()
         except ValueError as exc:
-            raise InputError(path, str(exc)) from None
+            raise InputError(path, f"{where}{exc}") from None
     return config
 
 
