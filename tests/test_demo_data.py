@@ -134,3 +134,17 @@ def test_cli_writes_and_reports(tmp_path, monkeypatch, capsys):
     (tmp_path / "foreign" / "x.jpg").write_bytes(b"")
     assert main(["data", "demo", "--out", str(tmp_path / "foreign")]) == 2
     assert main(["data", "demo", "--out", str(tmp_path / "d"), "--seed", "-1"]) == 2
+
+
+def test_the_benchmark_split_is_held_out_and_leaves_the_others_unchanged(dataset, tmp_path, capsys):
+    plain, _ = dataset
+    root = tmp_path / "with_benchmark"
+    summary = demo.generate_demo(root, seed=0, counts={**COUNTS, "benchmark": 6})
+    assert summary["splits"]["benchmark"]["images"] == 6 and len(list((root / "benchmark" / "images").iterdir())) == 6
+    for split in ("train", "val", "test"):  # the same files as a demo without it
+        assert _files(root / split) == _files(plain / split)
+    benchmark = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (root / "benchmark" / "images").iterdir()}
+    others = {hashlib.sha256(p.read_bytes()).hexdigest() for s in ("train", "val", "test") for p in (root / s / "images").iterdir()}
+    assert not benchmark & others
+    assert main(["data", "demo", "--out", str(tmp_path / "cli"), "--benchmark-images", "50"]) == 2
+    assert "--benchmark-images must be at least 200" in capsys.readouterr().err
