@@ -16,7 +16,7 @@ device. Boxes are float32 (N, 4) ``(x1, y1, x2, y2)`` pixels of the image as giv
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from incdet.errors import InputError
 from incdet.io import file_sha256
 from incdet.multibox.checkpoint import load_multibox
 from incdet.multibox.propose import MultiBoxSettings, merge_multibox, predict_images
-from incdet.postprocess.nms import RCNN_NMS_IOU, select_detections
+from incdet.postprocess.nms import Thresholds, select_detections  # Thresholds also re-exported from here
 from incdet.proposals.selective_search import selective_search
 from incdet.proposals.settings import SearchSettings
 from incdet.regions.warp import warp_source
@@ -39,24 +39,6 @@ from incdet.transforms import image_to_tensor
 from incdet.weights import DEMO_MULTIBOX, DEMO_REGION_MODELS
 
 DEFAULT_MULTIBOX = "default"  # the shipped MultiBox network when the shipped region models are used
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Stage 4: candidates above ``score_threshold``, per-class NMS at ``nms_iou``, the best
-    ``max_detections`` per image (R-CNN's values by default)."""
-
-    score_threshold: float = 0.05
-    nms_iou: float = RCNN_NMS_IOU
-    max_detections: int = 100
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.score_threshold < 1:
-            raise ValueError(f"score_threshold must be in [0, 1) (scores are probabilities), got {self.score_threshold}")
-        if not 0 < self.nms_iou <= 1:
-            raise ValueError(f"nms_iou must be in (0, 1], got {self.nms_iou}")
-        if self.max_detections < 1:
-            raise ValueError(f"max_detections must be at least 1, got {self.max_detections}")
 
 
 def search_proposals(image: np.ndarray, settings: SearchSettings, path: str | Path | None = None) -> Proposals:

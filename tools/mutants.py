@@ -103,7 +103,8 @@ MUTANTS = (
     # Selection: R-CNN's NMS at 0.3, top-k of the best, the score threshold, regressed boxes.
     Mutant("nms-iou-0.5", "incdet/postprocess/nms.py", "RCNN_NMS_IOU = 0.3", "RCNN_NMS_IOU = 0.5", ("tests/test_postprocess.py",)),
     Mutant("nms-iou-0.25", "incdet/postprocess/nms.py", "RCNN_NMS_IOU = 0.3", "RCNN_NMS_IOU = 0.25", ("tests/test_postprocess.py",)),
-    Mutant("detector-nms-default-0.5", "incdet/pipeline.py", "nms_iou: float = RCNN_NMS_IOU", "nms_iou: float = 0.5",
+    Mutant("detector-nms-default-0.5", "incdet/postprocess/nms.py", "nms_iou: float = RCNN_NMS_IOU\n    max_detections",
+           "nms_iou: float = 0.5\n    max_detections",
            ("tests/test_postprocess.py",)),
     Mutant("detect-cli-nms-default-0.5", "incdet/commands/detect.py", '"--nms-iou", type=float, default=0.3',
            '"--nms-iou", type=float, default=0.5', ("tests/test_detect_cli.py::test_detect_suppresses_at_rcnns_nms_iou_0_3_by_default",)),

@@ -1,6 +1,9 @@
-"""Per-class NMS, score threshold and top-k over an image's scored regions."""
+"""Per-class NMS, score threshold and top-k over an image's scored regions, and :class:`Thresholds`,
+the three numbers that control them (a detector's settings, as a model bundle records them)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torchvision.ops import batched_nms
@@ -8,6 +11,24 @@ from torchvision.ops import batched_nms
 from incdet.structures import Detections, Proposals, RegionScores
 
 RCNN_NMS_IOU = 0.3  # R-CNN's greedy per-class NMS threshold
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Stage 4: candidates above ``score_threshold``, per-class NMS at ``nms_iou``, the best
+    ``max_detections`` per image (R-CNN's values by default)."""
+
+    score_threshold: float = 0.05
+    nms_iou: float = RCNN_NMS_IOU
+    max_detections: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.score_threshold < 1:
+            raise ValueError(f"score_threshold must be in [0, 1) (scores are probabilities), got {self.score_threshold}")
+        if not 0 < self.nms_iou <= 1:
+            raise ValueError(f"nms_iou must be in (0, 1], got {self.nms_iou}")
+        if self.max_detections < 1:
+            raise ValueError(f"max_detections must be at least 1, got {self.max_detections}")
 
 
 def select_detections(
