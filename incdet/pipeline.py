@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from incdet.bundle import Bundle, read_bundle
 from incdet.classify.ensemble import load_ensemble
 from incdet.classify.onnx_runtime import resolve_runtime
 from incdet.devices import autocast, resolve_device, resolve_precision
@@ -123,7 +124,11 @@ class Pipeline:
     it, fp32 on the CPU); ``runtime``: what runs the region classifiers, torch or onnxruntime
     (``auto``: onnxruntime for fp32 on the CPU, where it is faster). ``config`` keeps the arguments, model paths made absolute and ``"default"``
     resolved, so ``Pipeline(**p.config)`` builds the same pipeline in another process and folder.
+    :meth:`from_bundle` builds one from a model bundle (:mod:`incdet.bundle`), kept as ``bundle``.
     """
+
+    # What Pipeline.from_bundle's keywords may override: everything but the models themselves.
+    BUNDLE_OVERRIDES = ("multibox", "search", "multibox_settings", "thresholds", "classes", "bbox_reg", "device", "precision", "runtime")
 
     def __init__(
         self,
@@ -153,6 +158,24 @@ class Pipeline:
         self.ensemble = load_ensemble(models, self.device, classes, bbox_reg, self.precision, self.runtime).to(self.device)
         self.proposer = Proposer(search, multibox, multibox_settings, self.device, self.precision)
         self.thresholds = thresholds
+        self.bundle: Bundle | None = None
+
+    @classmethod
+    def from_bundle(cls, bundle: str | Path | Bundle, **overrides: Any) -> Pipeline:
+        """The detector a model bundle holds: its members, MultiBox network and settings, search
+        settings, thresholds and class list (a folder is read and checked with :func:`read_bundle`).
+        ``overrides`` (any keyword of the constructor but ``models``: ``device``, ``precision``,
+        ``runtime``, ``thresholds``, ``bbox_reg``, ``search``, ``multibox=None`` to drop MultiBox ...) win."""
+        unknown = sorted(set(overrides) - set(cls.BUNDLE_OVERRIDES))
+        if unknown:
+            raise TypeError(f"from_bundle() cannot override {', '.join(unknown)} (it may: {', '.join(cls.BUNDLE_OVERRIDES)})")
+        if not isinstance(bundle, Bundle):
+            bundle = read_bundle(bundle)
+        arguments = {"multibox": bundle.multibox, "search": bundle.search, "multibox_settings": bundle.multibox_settings,
+                     "thresholds": bundle.thresholds, "classes": bundle.classes, **overrides}
+        pipeline = cls(bundle.members, **arguments)
+        pipeline.bundle = bundle
+        return pipeline
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -187,9 +210,13 @@ class Pipeline:
         return Detections.concat(found).to("cpu").split([len(d) for d in found])
 
     def settings(self) -> dict[str, Any]:
-        """Everything detections depend on besides the proposals' source, as a job records it."""
-        return {"models": [model_record(m) for m in self.config["models"]], **self.proposer.settings(),
-                "thresholds": asdict(self.thresholds), "classes": list(self.classes),
-                "bbox_reg": self.ensemble.regressors > 0,
-                # As asked: an engine's workers resolve "auto" on their own devices.
-                "precision": self.config["precision"], "runtime": self.config["runtime"]}
+        """Everything detections depend on besides the proposals' source, as a job records it (and,
+        built from a bundle, which bundle: its folder's name and the SHA-256 of its bundle.json)."""
+        settings = {"models": [model_record(m) for m in self.config["models"]], **self.proposer.settings(),
+                    "thresholds": asdict(self.thresholds), "classes": list(self.classes),
+                    "bbox_reg": self.ensemble.regressors > 0,
+                    # As asked: an engine's workers resolve "auto" on their own devices.
+                    "precision": self.config["precision"], "runtime": self.config["runtime"]}
+        if self.bundle is not None:  # only then: a resumed job compares the record byte for byte
+            settings["bundle"] = self.bundle.record()
+        return settings

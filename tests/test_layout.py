@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("incdet.classify",),  # stage 3
     ("incdet.postprocess",),  # stage 4
     ("incdet.evaluate",),  # stage 5
-    ("incdet.pipeline", "incdet.engine"),  # stages 1-4 as one call, and its batch engines
+    ("incdet.pipeline", "incdet.bundle", "incdet.engine"),  # stages 1-4 as one call, a whole detector in one folder, the batch engines
     ("incdet.train",),  # stage 6
     ("incdet.commands", "incdet.cli"),  # the command line
 ]
