@@ -24,6 +24,12 @@ from incdet.commands._batch import (
 )
 from incdet.errors import InputError
 
+# The defaults of the options a model bundle also sets. The parser's defaults are None, so that
+# _pipeline knows which ones were given (those override a bundle's values); it fills these in.
+DEFAULTS = {"score_threshold": 0.05, "nms_iou": 0.3, "max_detections": 100, "multibox_top_n": 200}
+THRESHOLD_OPTIONS = ("score_threshold", "nms_iou", "max_detections")
+SEARCH_OPTIONS = ("superpixel_scale", "search_width")  # and --ss-backend, None by default already
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -33,21 +39,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "2 bad input, 130 interrupted.",
     )
     parser.add_argument("images", nargs="*", metavar="IMAGES", help="image files and/or folders of images")
-    parser.add_argument("--model", action="append", help="region-classifier checkpoint; repeat for an ensemble (default: the shipped demo ensemble)")
+    parser.add_argument("--model", action="append", help="region-classifier checkpoint; repeat for an ensemble (default: the shipped "
+                        "demo ensemble); or a model bundle folder (a whole detector: its models and settings; options given "
+                        "explicitly override its settings), alone")
     parser.add_argument("--out", type=Path, default=Path("out/detections.json"), help="COCO-results JSON to write (default: %(default)s)")
     parser.add_argument("--draw", type=Path, metavar="DIR", help="also write each image with its labelled boxes as DIR/<key>.png")
     parser.add_argument("--draw-threshold", type=float, default=0.5, help="minimum score of drawn boxes (default: %(default)s)")
-    parser.add_argument("--score-threshold", type=float, default=0.05, help="minimum score of written detections (default: %(default)s)")
-    parser.add_argument("--nms-iou", type=float, default=0.3, help="per-class NMS IoU (R-CNN: 0.3; default: %(default)s)")
-    parser.add_argument("--max-detections", type=int, default=100, help="per image (default: %(default)s)")
+    parser.add_argument("--score-threshold", type=float,
+                        help=f"minimum score of written detections (default: {DEFAULTS['score_threshold']}, or the bundle's)")
+    parser.add_argument("--nms-iou", type=float, help=f"per-class NMS IoU (R-CNN: 0.3; default: {DEFAULTS['nms_iou']}, or the bundle's)")
+    parser.add_argument("--max-detections", type=int, help=f"per image (default: {DEFAULTS['max_detections']}, or the bundle's)")
     add_search_arguments(parser)
+    # The search options' real defaults stay in their help and in args.search_defaults.
+    search_defaults = {}
+    for action in parser._actions:
+        if action.dest in SEARCH_OPTIONS:
+            search_defaults[action.dest] = action.default
+            action.help = action.help.replace("%(default)s", f"{action.default}, or the bundle's")
+            action.default = None
+    parser.set_defaults(search_defaults=search_defaults)
     parser.add_argument("--proposals", type=Path, help="stored proposals instead of searching: a store (.db) or a flat .npz/.json "
                         "from `incdet propose`, keyed like the images")
     multibox = parser.add_mutually_exclusive_group()
     multibox.add_argument("--multibox", metavar="CKPT", help="merge this MultiBox network's top-N boxes into the proposals "
-                          "(default with the demo model and no --proposals: the shipped demo MultiBox network)")
+                          "(default with the demo model and no --proposals: the shipped demo MultiBox network; with a "
+                          "bundle and no --proposals: the bundle's, if it has one)")
     multibox.add_argument("--no-multibox", action="store_true", help="selective search only")
-    parser.add_argument("--multibox-top-n", type=int, default=200, help="MultiBox boxes per image (default: %(default)s)")
+    parser.add_argument("--multibox-top-n", type=int, help=f"MultiBox boxes per image (default: {DEFAULTS['multibox_top_n']}, or the bundle's)")
     parser.add_argument("--classes", help="class list file; refuse checkpoints trained on another list")
     parser.add_argument("--no-bbox-reg", action="store_true", help="keep the proposals' boxes: do not apply the models' box "
                         "regressors (default: applied, averaged over the models that have one)")
@@ -64,25 +82,62 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _pipeline(args: argparse.Namespace, device: str):
+    """The pipeline the options ask for: from ``--model`` files (default: the shipped ensemble), or from
+    one model bundle folder with the options given explicitly overriding its settings."""
+    from dataclasses import replace
+
+    from incdet.bundle import read_bundle
     from incdet.data.classes import read_class_list
     from incdet.multibox.propose import MultiBoxSettings
     from incdet.pipeline import DEFAULT_MULTIBOX, Pipeline, Thresholds
     from incdet.weights import DEMO_REGION_MODELS
 
+    models = args.model or []
+    folders = [m for m in models if Path(m).is_dir()]
+    if folders and len(models) > 1:
+        raise InputError(folders[0], "a model bundle is a whole detector: give it as the only --model, not with other models")
+    bundle = read_bundle(folders[0]) if folders else None
+    given = {name: getattr(args, name) for name in THRESHOLD_OPTIONS if getattr(args, name) is not None}
     try:
-        thresholds = Thresholds(args.score_threshold, args.nms_iou, args.max_detections)
-        multibox_settings = MultiBoxSettings(top_n=args.multibox_top_n)
+        thresholds = replace(bundle.thresholds if bundle else Thresholds(*(DEFAULTS[name] for name in THRESHOLD_OPTIONS)), **given)
+        multibox_settings = bundle.multibox_settings if bundle else MultiBoxSettings(top_n=DEFAULTS["multibox_top_n"])
+        if args.multibox_top_n is not None:
+            multibox_settings = replace(multibox_settings, top_n=args.multibox_top_n)
     except ValueError as exc:
         flag = str(exc).split()[0].replace("top_n", "multibox_top_n").replace("_", "-")
         raise InputError(None, f"--{flag}: {exc}") from None
     if not 0 <= args.draw_threshold <= 1:
         raise InputError(None, f"--draw-threshold must be in [0, 1], got {args.draw_threshold}")
-    search = search_settings(args)
-    multibox = None if args.no_multibox else args.multibox or (None if args.proposals else DEFAULT_MULTIBOX)
+    search = _search(args, bundle.search if bundle else None)
     classes = read_class_list(args.classes) if args.classes else None
-    return Pipeline(args.model or list(DEMO_REGION_MODELS), multibox, search, multibox_settings=multibox_settings,
-                    thresholds=thresholds, classes=classes, bbox_reg=not args.no_bbox_reg, device=device,
-                    precision=args.precision, runtime=args.runtime)
+    common = {"multibox_settings": multibox_settings, "thresholds": thresholds, "device": device, "precision": args.precision,
+              "runtime": args.runtime}
+    if bundle is None:
+        multibox = None if args.no_multibox else args.multibox or (None if args.proposals else DEFAULT_MULTIBOX)
+        return Pipeline(models or list(DEMO_REGION_MODELS), multibox, search, classes=classes, bbox_reg=not args.no_bbox_reg,
+                        **common)
+    overrides = {}
+    if args.multibox or args.no_multibox or args.proposals:
+        # As with the shipped models, stored proposals are used as they are unless --multibox names a network.
+        overrides["multibox"] = args.multibox  # None: --no-multibox, or --proposals alone
+    if classes is not None:
+        overrides["classes"] = classes
+    if args.no_bbox_reg:
+        overrides["bbox_reg"] = False
+    return Pipeline.from_bundle(bundle, search=search, **overrides, **common)
+
+
+def _search(args: argparse.Namespace, base):
+    """The search settings: the options given, the rest from ``base`` (a bundle's) or the defaults."""
+    from dataclasses import replace
+
+    if base is None:
+        filled = {name: args.search_defaults[name] if getattr(args, name) is None else getattr(args, name) for name in SEARCH_OPTIONS}
+        return search_settings(argparse.Namespace(**{**vars(args), **filled}))
+    filled = {name: getattr(base, name) if getattr(args, name) is None else getattr(args, name) for name in SEARCH_OPTIONS}
+    given = search_settings(argparse.Namespace(**{**vars(args), **filled, "ss_backend": args.ss_backend or base.backend}))
+    # The fields no option sets (min_size, seed) stay the bundle's.
+    return replace(base, backend=given.backend, superpixel_scale=given.superpixel_scale, search_width=given.search_width)
 
 
 def run(args: argparse.Namespace) -> int:
