@@ -26,3 +26,45 @@ def test_the_backbone_variants_differ_from_the_demo_only_where_they_say() -> Non
                         for n in ("backbone_demo", "backbone_demo_seed1", "backbone_demo_ddp"))
     assert (seed1.seed, seed1.out_dir) == (1, "runs/backbone_demo_seed1") and seed1.model == demo.model
     assert ddp.trainer == {"accelerator": "cpu", "devices": 2, "strategy": "ddp"} and ddp.optim == demo.optim
+
+
+RECIPES = sorted((CONFIGS[0].parent / "recipes").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def tiny_split(tmp_path_factory) -> Path:
+    from incdet.data.demo import generate_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    generate_demo(root, seed=0, counts={"train": 2, "val": 1, "test": 1})
+    return root
+
+
+@pytest.fixture(scope="module")
+def imagenet_files(tmp_path_factory) -> dict[str, Path]:
+    """Untrained full-size networks in torchvision's state-dict format, as the ImageNet downloads are."""
+    import torch
+
+    from incdet.nets.factory import build_classifier
+
+    folder = tmp_path_factory.mktemp("imagenet")
+    files = {arch: folder / f"{arch}.pth" for arch in ("googlenet", "inception_v3")}
+    for arch, path in files.items():
+        torch.save(build_classifier(arch, 1000, width=1.0).state_dict(), path)
+    return files
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
+def test_shipped_recipe_plans_every_step(path: Path, tiny_split: Path, tmp_path: Path, imagenet_files) -> None:
+    """Each recipe's stage configs validate, and the job plans its steps (the full-size ones from
+    ImageNet-format init files)."""
+    from incdet.train.detector import DetectorJob
+
+    init = imagenet_files if path.stem in ("paper", "voc") else {}
+    job = DetectorJob(tiny_split / "train" / "annotations", tiny_split / "val" / "annotations", tmp_path / "out", path, init)
+    names = [step.name for step in job.steps()]
+    assert names[0] == "proposals" and names[-1] == "bundle" and sum(n.startswith("member-") for n in names) == len(job.members)
+    if init:  # ImageNet weights replace the backbones: no crops, no backbone step
+        assert len(job.members) == 6 and not any(n.startswith(("crops", "backbone-")) for n in names)
+        assert {m.model.input_size for m in job.members.values()} == {224, 299}
+    assert not (tmp_path / "out").exists()  # planning writes nothing
