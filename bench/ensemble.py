@@ -1,6 +1,6 @@
 """What the shipped ensemble and its box regression buy on the demo test split (README: "The recipe").
 
-    python bench/ensemble.py [--models A.pt B.pt ...] [--device cpu] [--runtimes torch onnxruntime]
+    python bench/ensemble.py [--models A.pt B.pt ...] [--device cpu] [--split benchmark] [--runtimes torch onnxruntime]
 
 Each image's proposals (selective search x2 + the shipped MultiBox top 200, as `incdet detect`
 makes them) are computed once and shared; then every member alone, the ensemble, and the
@@ -34,6 +34,7 @@ from incdet.postprocess.coco_results import to_coco_records
 from incdet.weights import DEMO_MULTIBOX, DEMO_REGION_MODELS
 
 BATCH = 8  # images per call, as `incdet detect --batch-images` defaults
+BENCHMARK_IMAGES = 300  # `incdet data demo --benchmark-images 300`
 
 
 def measure(pipeline: Pipeline, images: list, proposals: list) -> tuple[list, float]:
@@ -49,21 +50,23 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", type=Path, default=list(DEMO_REGION_MODELS))
     parser.add_argument("--demo", type=Path, help="the demo dataset (default: generated into a temporary folder)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--split", default="test", choices=("test", "benchmark"),
+                        help="demo split: test (40 images) or benchmark (--benchmark-images, 300 here; one object under 0.2 points)")
     parser.add_argument("--runtimes", nargs="+", default=["auto"], choices=("auto", "torch", "onnxruntime"))
     args = parser.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         demo = args.demo or Path(tmp) / "demo"
-        if not (demo / "test").is_dir():
-            generate_demo(demo, seed=0)
-        split = load_dataset(demo / "test" / "annotations")
+        if not (demo / args.split).is_dir():
+            generate_demo(demo, seed=0, counts={"benchmark": BENCHMARK_IMAGES if args.split == "benchmark" else 0})
+        split = load_dataset(demo / args.split / "annotations")
         images = [read_image(split.image_path(a)) for a in split.annotations]
         proposer = Proposer(multibox=DEMO_MULTIBOX, device=args.device)
         start = time.perf_counter()
         proposals = [p for i in range(0, len(images), BATCH) for p in proposer(images[i : i + BATCH])]
         propose_s = (time.perf_counter() - start) / len(images)
         boxes = sum(len(p) for p in proposals) / len(images)
-        print(f"{len(images)} demo test images, {boxes:.1f} proposals each (selective search x2 + MultiBox top 200): "
+        print(f"{len(images)} demo {args.split} images, {boxes:.1f} proposals each (selective search x2 + MultiBox top 200): "
               f"{propose_s:.3f} s/image, shared by every row\n")
 
         runs = [(m.name, [m], True) for m in args.models]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from incdet.train.config import load_config
 
@@ -59,34 +61,32 @@ def _report(path: object, what: str, out_dir: str) -> None:
         print(f"{what} written to {path} (Lightning checkpoints and CSV logs in {out_dir})")
 
 
+def _train(args: argparse.Namespace, schema: type, train: Callable[[Any], object], what: str) -> int:
+    _show_library_messages()
+    cfg = load_config(args.config, schema)
+    _report(train(cfg), what, cfg.out_dir)
+    return 0
+
+
 def run_regions(args: argparse.Namespace) -> int:
     from incdet.train.regions.config import RegionTrainConfig
     from incdet.train.regions.train import train_regions
 
-    _show_library_messages()
-    cfg = load_config(args.config, RegionTrainConfig)
-    _report(train_regions(cfg), "region classifier", cfg.out_dir)
-    return 0
+    return _train(args, RegionTrainConfig, train_regions, "region classifier")
 
 
 def run_multibox(args: argparse.Namespace) -> int:
     from incdet.train.multibox.config import MultiBoxTrainConfig
     from incdet.train.multibox.train import train_multibox
 
-    _show_library_messages()
-    cfg = load_config(args.config, MultiBoxTrainConfig)
-    _report(train_multibox(cfg), "MultiBox network", cfg.out_dir)
-    return 0
+    return _train(args, MultiBoxTrainConfig, train_multibox, "MultiBox network")
 
 
 def run_backbone(args: argparse.Namespace) -> int:
     from incdet.train.backbone.config import BackboneTrainConfig
     from incdet.train.backbone.train import train_backbone
 
-    _show_library_messages()
-    cfg = load_config(args.config, BackboneTrainConfig)
-    _report(train_backbone(cfg), "backbone", cfg.out_dir)
-    return 0
+    return _train(args, BackboneTrainConfig, train_backbone, "backbone")
 
 
 def run_detector(args: argparse.Namespace) -> int:
