@@ -23,11 +23,12 @@ import copy
 import json
 import logging
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 
 from incdet.bundle import Bundle, write_bundle
@@ -109,8 +110,9 @@ class DetectorJob:
 
     def __init__(self, train: str | Path, val: str | Path, out: str | Path, recipe: str | Path = "quick",
                  init: Mapping[str, str | Path] | None = None, device: str = "auto",
-                 splits: tuple[str | None, str | None] = (None, None)) -> None:
+                 splits: tuple[str | None, str | None] = (None, None), callbacks: Sequence[L.Callback] = ()) -> None:
         self.out = Path(out)
+        self.callbacks = list(callbacks)  # Lightning callbacks given to every training step (e.g. timing)
         self.recipe_file = recipe_path(recipe)
         self.recipe = load_config(self.recipe_file, Recipe)
         self.init = {arch: Path(path) for arch, path in (init or {}).items() if path is not None}
@@ -220,12 +222,12 @@ class DetectorJob:
             steps.append(Step("crops", self._crops, f"ground-truth crops into {self.out / 'crops'}"))
         for arch in pretrain:
             cfg = self.backbones[arch]
-            steps.append(Step(f"backbone-{arch}", _resumed(train_backbone, cfg), f"{arch} backbone on the crops, in {cfg.out_dir}"))
+            steps.append(Step(f"backbone-{arch}", _resumed(train_backbone, cfg, self.callbacks), f"{arch} backbone on the crops, in {cfg.out_dir}"))
         for name, member in self.members.items():
-            steps.append(Step(f"member-{name}", _resumed(train_regions, member),
+            steps.append(Step(f"member-{name}", _resumed(train_regions, member, self.callbacks),
                               f"region classifier {name} ({member.model.arch} @ {member.model.input_size} px), in {member.out_dir}"))
         if self.multibox is not None:
-            steps.append(Step("multibox", _resumed(train_multibox, self.multibox), f"MultiBox, in {self.multibox.out_dir}"))
+            steps.append(Step("multibox", _resumed(train_multibox, self.multibox, self.callbacks), f"MultiBox, in {self.multibox.out_dir}"))
         steps.append(Step("bundle", self._bundle, f"val mAP of each member and the ensemble, bundle into {self.out / 'bundle'}"))
         return steps
 
@@ -326,11 +328,11 @@ class DetectorJob:
         return round(100 * covered / max(total, 1), 2)
 
 
-def _resumed(train: Callable[[Any], Path], cfg: Any) -> Callable[[], None]:
-    """Run ``train(cfg)``, continuing from the run's last checkpoint when an earlier attempt left one."""
+def _resumed(train: Callable[..., Path], cfg: Any, callbacks: Sequence[L.Callback] = ()) -> Callable[[], None]:
+    """Run ``train(cfg, callbacks=...)``, continuing from the run's last checkpoint when an earlier attempt left one."""
     def run() -> None:
         cfg.resume = True if (Path(cfg.out_dir) / "checkpoints" / "last.ckpt").is_file() else None
-        train(cfg)
+        train(cfg, callbacks=callbacks)
     return run
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 import lightning as L
 import torch
@@ -41,7 +42,7 @@ def initial_network(cfg: MultiBoxTrainConfig, train: MultiBoxTable, source: Path
     return spec.build(torch.from_numpy(priors), dropout=cfg.model.dropout, positive_rate=positive_rate)
 
 
-def train_multibox(cfg: MultiBoxTrainConfig) -> Path:
+def train_multibox(cfg: MultiBoxTrainConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
     """Train, keep Lightning checkpoints and CSV logs in ``out_dir``, export the MultiBox file."""
     resume = resume_checkpoint(cfg.out_dir, cfg.resume)
     check_writable(cfg.export, "export")
@@ -53,10 +54,10 @@ def train_multibox(cfg: MultiBoxTrainConfig) -> Path:
                               seed=cfg.seed)
     module = MultiBoxModule(model, cfg.optim, cfg.alpha, cfg.val_top_n)
 
-    callbacks: list[L.Callback] = []
+    averaging: list[L.Callback] = []
     if cfg.optim.ema_decay is not None:
-        callbacks.append(EMAWeightAveraging(decay=cfg.optim.ema_decay))
-    trainer = make_trainer(cfg, callbacks)
+        averaging.append(EMAWeightAveraging(decay=cfg.optim.ema_decay))
+    trainer = make_trainer(cfg, [*averaging, *callbacks])
     start = time.perf_counter()
     fit(trainer, module, data, ckpt_path=resume)
     seconds = time.perf_counter() - start
