@@ -50,12 +50,13 @@ from incdet.classify.checkpoint import load_region_classifier
 from incdet.classify.ensemble import load_ensemble
 from incdet.cli import main as incdet
 from incdet.devices import resolve_device
-from incdet.engine.stages import init_worker
+from incdet.engine.steps import init_worker
 from incdet.errors import InputError
 from incdet.io import list_images, read_image, write_json
 from incdet.multibox.checkpoint import load_multibox
 from incdet.multibox.propose import merge_multibox, predict_images
-from incdet.pipeline import Pipeline, search_proposals
+from incdet.pipeline import Pipeline
+from incdet.proposals.selective_search import search_proposals
 from incdet.postprocess.coco_results import to_coco_records
 from incdet.postprocess.nms import select_detections
 from incdet.proposals.selective_search import selective_search

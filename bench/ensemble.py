@@ -29,7 +29,8 @@ from incdet.data.dataset import load_dataset
 from incdet.data.demo import generate_demo
 from incdet.evaluate import evaluate_detections
 from incdet.io import read_image
-from incdet.pipeline import Pipeline, Proposer
+from incdet.multibox.proposer import Proposer
+from incdet.pipeline import Pipeline
 from incdet.postprocess.coco_results import to_coco_records
 from incdet.weights import DEMO_MULTIBOX, DEMO_REGION_MODELS
 

@@ -78,7 +78,7 @@ def main() -> None:
 
     from incdet.cli import main as incdet
     from incdet.io import read_image, write_image
-    from incdet.pipeline import search_proposals
+    from incdet.proposals.selective_search import search_proposals
     from incdet.proposals.settings import SearchSettings
 
     if not DEMO_IMAGE.is_file():

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from incdet.errors import InputError
-from incdet.io import atomic_path
+from incdet.io import atomic_path, file_sha256
 
 S = TypeVar("S", bound="ModelSpec")
 
@@ -142,3 +142,8 @@ def load_model(path: str | Path, spec_type: type[S], device: torch.device | str 
     except (KeyError, ValueError, RuntimeError) as exc:
         raise InputError(path, f"{spec_type.WHAT} file: its state dict does not match its architecture ({str(exc).splitlines()[0]})") from None
     return spec, model.to(device).eval()
+
+
+def model_record(path: str | Path) -> dict[str, str]:
+    """A model file as a job's settings record it: its name and the SHA-256 of its bytes."""
+    return {"file": Path(path).name, "sha256": file_sha256(path)}

@@ -21,18 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from incdet.bundle import Bundle, read_bundle
 from incdet.classify.ensemble import load_ensemble
 from incdet.classify.onnx_runtime import resolve_runtime
-from incdet.devices import autocast, resolve_device, resolve_precision
+from incdet.devices import resolve_device, resolve_precision
 from incdet.errors import InputError
-from incdet.io import file_sha256
-from incdet.multibox.checkpoint import load_multibox
-from incdet.multibox.propose import MultiBoxSettings, merge_multibox, predict_images
+from incdet.model_file import model_record
+from incdet.multibox.propose import MultiBoxSettings
+from incdet.multibox.proposer import Proposer
 from incdet.postprocess.nms import Thresholds, select_detections  # Thresholds also re-exported from here
-from incdet.proposals.selective_search import selective_search
 from incdet.proposals.settings import SearchSettings
 from incdet.regions.warp import warp_source
 from incdet.structures import Detections, Proposals, RegionScores
@@ -40,66 +38,6 @@ from incdet.transforms import image_to_tensor
 from incdet.weights import DEMO_MULTIBOX, DEMO_REGION_MODELS
 
 DEFAULT_MULTIBOX = "default"  # the shipped MultiBox network when the shipped region models are used
-
-
-def search_proposals(image: np.ndarray, settings: SearchSettings, path: str | Path | None = None) -> Proposals:
-    """Selective-search proposals of one RGB uint8 image; InputError (naming ``path``) for an image
-    smaller than the minimum region size, which can hold no proposal."""
-    height, width = image.shape[:2]
-    if min(height, width) < settings.min_size:
-        raise InputError(path, f"image is {width}x{height} px, smaller than the {settings.min_size} px minimum region size")
-    boxes = selective_search(image, settings.superpixel_scale, backend=settings.backend, min_size=settings.min_size,
-                             search_width=settings.search_width, seed=settings.seed)
-    return Proposals.from_boxes(boxes)
-
-
-def model_record(path: str | Path) -> dict[str, str]:
-    """A model file as a job's settings record it: its name and the SHA-256 of its bytes."""
-    return {"file": Path(path).name, "sha256": file_sha256(path)}
-
-
-class Proposer:
-    """Stage 1: selective search, and a MultiBox network's top-N boxes merged in when it has one
-    (``multibox``: a MultiBox checkpoint, or None for selective search only; ``precision``: what it
-    computes in, as :class:`Pipeline`'s)."""
-
-    def __init__(self, search: SearchSettings = SearchSettings(), multibox: str | Path | None = None,
-                 multibox_settings: MultiBoxSettings = MultiBoxSettings(), device: torch.device | str = "auto",
-                 precision: str = "auto") -> None:
-        self.search_settings = search
-        # Absolute: an engine's workers may run in another folder.
-        self.multibox_path = Path(multibox).absolute() if multibox is not None else None
-        self.multibox_settings = multibox_settings
-        self.device = resolve_device(device) if isinstance(device, str) else device
-        self.precision = resolve_precision(precision, self.device)
-        self.multibox = load_multibox(self.multibox_path, self.device)[1] if multibox is not None else None
-
-    def __call__(self, images: Sequence[np.ndarray], proposals: Sequence[Proposals] | None = None) -> list[Proposals]:
-        """Proposals of each image: ``proposals`` given (e.g. stored ones) or searched, then MultiBox's merged in."""
-        if proposals is None:
-            proposals = [self.search(image) for image in images]
-        return self.add_multibox(images, proposals)
-
-    def search(self, image: np.ndarray) -> Proposals:
-        return search_proposals(image, self.search_settings)
-
-    def multibox_boxes(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Each image's top-N MultiBox boxes, best first, batched across the images."""
-        settings = self.multibox_settings
-        with autocast(self.device, self.precision):
-            return [boxes for boxes, _ in predict_images(self.multibox, images, settings.top_n, settings.nms_iou)]
-
-    def add_multibox(self, images: Sequence[np.ndarray], proposals: Sequence[Proposals]) -> list[Proposals]:
-        if self.multibox is None or not images:
-            return list(proposals)
-        boxes = self.multibox_boxes(images)
-        return [merge_multibox(p, b, self.multibox_settings.dedup_iou) for p, b in zip(proposals, boxes)]
-
-    def settings(self) -> dict[str, Any]:
-        """What the proposals depend on besides where they come from (the search settings or a file)."""
-        if self.multibox_path is None:
-            return {"multibox": None}
-        return {"multibox": {**model_record(self.multibox_path), **asdict(self.multibox_settings)}}
 
 
 def default_multibox(models: Sequence[str | Path], multibox: str | Path | None) -> Path | None:

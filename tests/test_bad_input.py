@@ -273,7 +273,7 @@ def test_a_read_only_output_folder_is_refused_before_the_work(corpus, folder) ->
 
 
 def test_a_full_disk_mid_run_is_one_line_and_the_finished_images_stay_saved(corpus, tmp_path, monkeypatch) -> None:
-    from incdet.engine.stages import Drawing
+    from incdet.engine.steps import Drawing
 
     drawn = []
 

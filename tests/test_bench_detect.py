@@ -15,7 +15,7 @@ from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classif
 from incdet.classify.ensemble import Ensemble
 from incdet.io import write_image
 from incdet.nets.complexity import count_macs
-from incdet.pipeline import search_proposals
+from incdet.proposals.selective_search import search_proposals
 from incdet.proposals.selective_search import selective_search
 from incdet.proposals.settings import SearchSettings
 from incdet.transforms import image_to_tensor

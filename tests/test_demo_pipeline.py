@@ -16,7 +16,7 @@ from incdet.classify.ensemble import load_ensemble
 from incdet.data.dataset import load_dataset
 from incdet.data.demo import generate_demo
 from incdet.data.voc import read_voc_dir
-from incdet.engine.fill import fill_store
+from incdet.engine import propose_folder
 from incdet.evaluate import evaluate_detections
 from incdet.io import read_image
 from incdet.pipeline import Pipeline
@@ -48,7 +48,7 @@ def test_split(demo, tmp_path_factory):
     annotations = read_voc_dir(demo / "test" / "annotations")
     paths = [demo / "test" / "images" / a.filename for a in annotations]
     store = ProposalStore(tmp_path_factory.mktemp("proposals") / "test.db", SearchSettings().to_dict())
-    assert not fill_store(store, [ImageRecord(p, p.name, i) for i, p in enumerate(paths)], SearchSettings())
+    assert not propose_folder([ImageRecord(p, p.name, i) for i, p in enumerate(paths)], store)
     return annotations, paths, [store[p.name].boxes.numpy() for p in paths]
 
 

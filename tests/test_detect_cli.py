@@ -150,16 +150,18 @@ def bad_images(images):
 
 
 def test_every_bad_image_is_reported_and_skipped_and_the_good_ones_detected(tmp_path, model, bad_images, monkeypatch, capsys):
-    import incdet.pipeline
+    import importlib
 
-    search = incdet.pipeline.selective_search
+    stage1 = importlib.import_module("incdet.proposals.selective_search")  # the module: the package exports its function
+
+    search = stage1.selective_search
 
     def failing_search(image, *args, **kwargs):  # a fault no real image was found to cause
         if image.shape[:2] == (60, 90):
             raise MemoryError("cannot allocate the segmentation")
         return search(image, *args, **kwargs)
 
-    monkeypatch.setattr(incdet.pipeline, "selective_search", failing_search)
+    monkeypatch.setattr(stage1, "selective_search", failing_search)
     out = tmp_path / "dets.json"
     rc = main(["detect", str(bad_images), "--model", str(model), "--out", str(out), "--score-threshold", "0", "--workers", "0"])
     captured = capsys.readouterr()

@@ -150,7 +150,7 @@ def test_merging_refuses_an_unfinished_shard_naming_it(job, tmp_path, capsys) ->
 
 def test_an_image_skipped_for_a_transient_reason_is_retried_by_the_next_run(job, reference, tmp_path, monkeypatch,
                                                                              capsys) -> None:
-    from incdet.engine import stages
+    from incdet.engine import steps as stages
 
     out = tmp_path / "dets.json"
     read_image, flaky = stages.read_image, [job["images"] / "b" / "0001.png"]
@@ -251,3 +251,14 @@ def test_the_local_engine_never_imports_ray(job, tmp_path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.stdout.split()[-2:] == ["0", "False"], done.stderr
+
+
+def test_a_python_batch_job_writes_what_the_command_writes(job, reference, tmp_path) -> None:
+    """``incdet.engine.detect_folder``: the command's job from Python, with the same bytes."""
+    from incdet.engine import Execution, detect_folder
+    from incdet.pipeline import Pipeline, Thresholds
+
+    pipeline = Pipeline([job["model"]], multibox=None, thresholds=Thresholds(score_threshold=0.3))
+    summary = detect_folder([job["images"]], tmp_path / "dets.json", pipeline, execution=Execution(workers=1), group_size=2)
+    assert summary.images == 8 and not summary.skipped
+    assert (tmp_path / "dets.json").read_bytes() == reference

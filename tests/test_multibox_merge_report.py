@@ -12,12 +12,13 @@ import torch
 from incdet.cli import main
 from incdet.data.records import Annotation
 from incdet.data.voc import write_voc_xml
-from incdet.engine.stages import Loader
+from incdet.engine.steps import Loader
 from incdet.io import collect_images, read_image, write_image
 from incdet.multibox.checkpoint import MultiBoxSpec, save_multibox
 from incdet.multibox.network import MultiBoxNet
 from incdet.multibox.propose import MultiBoxSettings
-from incdet.pipeline import DEFAULT_MULTIBOX, Proposer, default_multibox
+from incdet.multibox.proposer import Proposer
+from incdet.pipeline import DEFAULT_MULTIBOX, default_multibox
 from incdet.proposals.files import load_proposals, save_proposals
 from incdet.proposals.merge import merge_proposals
 from incdet.proposals.report import format_report, proposal_stats, report_counts

@@ -10,8 +10,9 @@ import torch
 from bad_input_corpus import photo, run
 
 from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
-from incdet.commands import _batch
-from incdet.commands._batch import ProgressLines
+from incdet.commands._batch import say
+from incdet.engine import run as engine_run
+from incdet.engine.run import ProgressLines
 from incdet.io import write_image
 
 LINE = re.compile(r"detect: (\d+)/(\d+) images \((\d+\.\d)%\), ([0-9.e+-]+) images/s, (about .+ left|took .+)")
@@ -37,8 +38,8 @@ def test_detect_prints_progress_lines_to_a_log(tmp_path) -> None:
 
 def test_lines_come_every_5_percent_or_every_interval_whichever_first(monkeypatch, capsys) -> None:
     now = [0.0]
-    monkeypatch.setattr(_batch.time, "monotonic", lambda: now[0])
-    progress = ProgressLines("detect", 40000, 60)
+    monkeypatch.setattr(engine_run.time, "monotonic", lambda: now[0])
+    progress = ProgressLines("detect", 40000, 60, say)
     now[0] = 1200 / 2.41
     progress.update(1200)  # 3%, and the first minute is over
     assert capsys.readouterr().err == "detect: 1200/40000 images (3.0%), 2.41 images/s, about 4 h 28 min left\n"
@@ -52,8 +53,8 @@ def test_lines_come_every_5_percent_or_every_interval_whichever_first(monkeypatc
 
 
 def test_a_small_job_prints_at_least_every_100_images_and_at_its_end(monkeypatch, capsys) -> None:
-    monkeypatch.setattr(_batch.time, "monotonic", lambda: 0.0)  # the interval never passes
-    progress = ProgressLines("proposals", 150, 60)
+    monkeypatch.setattr(engine_run.time, "monotonic", lambda: 0.0)  # the interval never passes
+    progress = ProgressLines("proposals", 150, 60, say)
     for _ in range(149):
         progress.update(1)
     progress.update(1)
@@ -62,7 +63,7 @@ def test_a_small_job_prints_at_least_every_100_images_and_at_its_end(monkeypatch
 
 @pytest.mark.parametrize("seconds, text", [(40.2, "41 s"), (89, "89 s"), (95, "2 min"), (3599, "1 h 0 min"), (16100, "4 h 28 min")])
 def test_durations_read_as_a_person_would_say_them(seconds, text) -> None:
-    assert _batch._duration(seconds) == text
+    assert engine_run._duration(seconds) == text
 
 
 def test_a_negative_interval_is_refused_before_the_work(tmp_path) -> None:

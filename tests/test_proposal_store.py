@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from incdet.engine.fill import fill_store
+from incdet.engine import Execution, propose_folder
+from incdet.multibox.proposer import Proposer
 from incdet.errors import InputError
 from incdet.io import write_image
 from incdet.proposals.settings import SearchSettings
@@ -98,7 +99,7 @@ def test_shard_stores_merge_into_one(tmp_path) -> None:
         one.update_from(ProposalStore(tmp_path / "3.db", SearchSettings(superpixel_scale=1.0).to_dict()))
 
 
-def test_fill_store_searches_only_missing_and_stale_images(tmp_path) -> None:
+def test_propose_folder_searches_only_missing_and_stale_images(tmp_path) -> None:
     rng = np.random.default_rng(0)
     paths = {}
     for name in ("a.png", "b.png"):
@@ -112,19 +113,19 @@ def test_fill_store_searches_only_missing_and_stale_images(tmp_path) -> None:
     store = ProposalStore(tmp_path / "p.db", settings.to_dict())
     records = [ImageRecord(path, key, i) for i, (key, path) in enumerate(paths.items())]
     searched = []
-    skipped = fill_store(store, records, settings, workers=1, on_done=searched.append)
+    skipped = propose_folder(records, store, Proposer(settings, device="cpu"), execution=Execution(workers=1), on_result=searched.append)
     assert sorted(store) == ["a.png", "b.png"] and len(searched) == 3
     assert skipped.messages()[0].startswith(f"{paths['broken.jpg']}: not a readable image")
     assert store.entry("a.png").stamp == FileStamp.of(paths["a.png"])
 
     searched.clear()
-    fill_store(store, records, settings, workers=1, on_done=searched.append)
+    propose_folder(records, store, Proposer(settings, device="cpu"), execution=Execution(workers=1), on_result=searched.append)
     assert [r.image.path.name for r in searched] == ["broken.jpg"]  # done images are not searched again
 
     time.sleep(0.01)
     write_image(paths["a.png"], np.zeros((60, 80, 3), np.uint8))  # regenerated: its boxes are stale
     searched.clear()
-    fill_store(store, records, settings, workers=1, on_done=searched.append)
+    propose_folder(records, store, Proposer(settings, device="cpu"), execution=Execution(workers=1), on_result=searched.append)
     assert sorted(r.image.path.name for r in searched) == ["a.png", "broken.jpg"]
     assert store.is_current("a.png", paths["a.png"])
 

@@ -11,7 +11,7 @@ import skimage.data
 from incdet.cli import main
 from incdet.data.records import Annotation
 from incdet.data.voc import write_voc_xml
-from incdet.engine.fill import fill_store
+from incdet.engine import Execution, propose_folder
 from incdet.errors import InputError
 from incdet.io import write_image
 from incdet.proposals import (
@@ -189,7 +189,7 @@ def test_batch_skips_and_reports_a_corrupt_image(image_folder, tmp_path, workers
     done = []
     store = ProposalStore(tmp_path / "p.db", SearchSettings().to_dict())
     records = [ImageRecord(p, p.name, i) for i, p in enumerate(paths)]
-    skipped = fill_store(store, records, SearchSettings(), workers=workers, on_done=done.append)
+    skipped = propose_folder(records, store, execution=Execution(workers=workers), on_result=done.append)
     assert sorted(r.image.path for r in done) == paths
     assert sorted(store) == ["a.png", "b.png"]
     assert len(skipped) == 1 and skipped.messages()[0].startswith(f"{image_folder / 'broken.jpg'}: ")

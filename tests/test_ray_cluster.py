@@ -24,7 +24,7 @@ import incdet.pipeline
 from incdet.cli import main
 from incdet.data.demo import generate_demo
 from incdet.engine.ray_engine import MAX_BLOCKS, _blocks
-from incdet.engine.stages import ModelFile
+from incdet.engine.steps import ModelFile
 from incdet.errors import InputError
 from incdet.io import file_sha256
 from incdet.proposals.store import ProposalStore

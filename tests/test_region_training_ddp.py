@@ -23,6 +23,7 @@ import lightning as L
 import incdet.train.regions.data as data
 import incdet.train.regions.train as train
 from incdet.cli import main
+from incdet.proposals.store import ProposalStore
 
 out = Path(sys.argv[2])
 
@@ -36,13 +37,14 @@ class SeenImages(L.Callback):
     def on_train_end(self, trainer, module):
         (out / f"seen_rank{trainer.global_rank}.json").write_text(json.dumps(self.seen))
 
-real_fill = data.fill_store
-def counting_fill(store, items, settings, **kwargs):
+real_propose = data.propose_folder
+def counting_propose(items, store, proposer, **kwargs):
     items = list(items)
+    rows = len(ProposalStore(store, readonly=True)) if Path(store).exists() else 0
     with open(out / "fill_store_calls.txt", "a") as calls:
-        calls.write(f"{os.environ.get('LOCAL_RANK', '0')} {store.path.name} {len(store)} {len(items)}\\n")
-    return real_fill(store, items, settings, **kwargs)
-data.fill_store = counting_fill
+        calls.write(f"{os.environ.get('LOCAL_RANK', '0')} {Path(store).name} {rows} {len(items)}\\n")
+    return real_propose(items, store, proposer, **kwargs)
+data.propose_folder = counting_propose
 train.train_regions = functools.partial(train.train_regions, callbacks=[SeenImages()])
 
 if __name__ == "__main__":

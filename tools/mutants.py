@@ -116,7 +116,7 @@ MUTANTS = (
            "candidates = boxes[region] if scores.boxes is None else scores.boxes[region, label + 1]",
            "candidates = boxes[region]", ("tests/test_postprocess.py",)),
     # The default detect path: selective search + MultiBox.
-    Mutant("multibox-merge-dropped", "incdet/pipeline.py", "        return self.add_multibox(images, proposals)",
+    Mutant("multibox-merge-dropped", "incdet/multibox/proposer.py", "        return self.add_multibox(images, proposals)",
            "        return list(proposals)", ("tests/test_multibox_merge_report.py::test_multibox_boxes_are_merged_into_given_proposals",)),
     Mutant("detect-default-without-multibox", "incdet/commands/detect.py", "(None if args.proposals else DEFAULT_MULTIBOX)",
            "None", ("tests/test_pipeline.py::test_the_default_detect_path_reproduces_the_headline_map",)),
@@ -143,7 +143,7 @@ MUTANTS = (
             f"{ENGINE}::test_resuming_with_other_settings_is_refused")),
     Mutant("transient-skip-counts-as-done", "incdet/engine/work.py", "not self.retry[image_id] and ", "",
            (f"{ENGINE}::test_an_image_skipped_for_a_transient_reason_is_retried_by_the_next_run",)),
-    Mutant("merge-accepts-an-unfinished-shard", "incdet/engine/work.py", 'if not manifest.get("complete"):', "if False:",
+    Mutant("merge-accepts-an-unfinished-shard", "incdet/engine/shards.py", 'if not manifest.get("complete"):', "if False:",
            (f"{ENGINE}::test_merging_refuses_an_unfinished_shard_naming_it",)),
     Mutant("torn-last-line-counts-as-done", "incdet/engine/work.py", "line = json.loads(raw)",
            """line = json.loads(raw if raw.endswith(b"\\n") else raw.split(b', "records"')[0] + b"}")""",

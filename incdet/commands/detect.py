@@ -1,8 +1,8 @@
 """``incdet detect IMAGES...``: the whole pipeline over images, to a COCO-results JSON (and drawings).
 
-A thin wrapper: :class:`incdet.pipeline.Pipeline` does the detecting, :mod:`incdet.engine` runs it
-over the images (resumably, in shards, locally or on Ray); this module checks the options, prints
-progress and the summary, and turns the outcome into an exit code.
+A thin wrapper: :class:`incdet.pipeline.Pipeline` does the detecting, :class:`incdet.engine.DetectionJob`
+runs it over the images (resumably, in shards, locally or on Ray); this module turns the options into
+both, prints the summary, and turns the outcome into an exit code.
 """
 
 from __future__ import annotations
@@ -11,17 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from incdet.commands._batch import (
-    FOLDERS,
-    add_engine_arguments,
-    add_search_arguments,
-    check_engine_arguments,
-    interrupted,
-    open_stored,
-    run_groups,
-    search_settings,
-    start_engine,
-)
+from incdet.commands._batch import FOLDERS, add_engine_arguments, add_search_arguments, execution, interrupted, search_settings
 from incdet.errors import InputError
 
 # The defaults of the options a model bundle also sets. The parser's defaults are None, so that
@@ -142,104 +132,68 @@ def _search(args: argparse.Namespace, base):
 
 def run(args: argparse.Namespace) -> int:
     # Heavy imports here, not at module level: the CLI imports every command to build its parser.
-    from incdet.engine.plan import Shard, plan_groups
-    from incdet.engine.stages import DetectStep, Drawing, Loader, StepSpec
-    from incdet.engine.work import WorkFolder, work_folder
-    from incdet.io import check_output_path, collect_images
+    from incdet.engine import DetectionJob, join_shards
+    from incdet.engine.plan import Shard
+    from incdet.engine.steps import Drawing
 
-    out = check_output_path(args.out)
     if args.merge is not None:
         if args.images:
             raise InputError(None, "--merge joins finished shards' work folders; give it no IMAGES")
-        return _merge(args.merge, out)
+        joined = join_shards(args.out, args.merge)
+        if joined.summary.images == 0:
+            print(f"incdet: error: the {len(joined.shards)} shards hold no processed image", file=sys.stderr)
+            return 1
+        print("\n".join(_summary_lines(joined.summary)))
+        print(f"merged {len(joined.shards)} shards into {args.out}")
+        return 0
     if not args.images:
         raise InputError(None, "give the IMAGES to detect in (files or folders), or --merge")
-    check_engine_arguments(args)
-    start_engine(args)
+    where = execution(args)
     shard = Shard.parse(args.shard)
-    work = check_output_path(work_folder(out, shard), folder=True)
-    drawing = Drawing(check_output_path(args.draw, folder=True), args.draw_threshold) if args.draw else None
+    drawing = Drawing(args.draw, args.draw_threshold) if args.draw else None
+    DetectionJob.check_outputs(args.out, shard, drawing)
     # The Ray engine's actors load their own models (on their GPUs); this copy only states the settings.
     pipeline = _pipeline(args, args.device if args.engine == "local" else "cpu")
-    records = collect_images(args.images)
-    stored, source = open_stored(args.proposals.absolute()) if args.proposals else (None, {"search": pipeline.proposer.search_settings.to_dict()})
-    loader = Loader(None if stored is not None else pipeline.proposer.search_settings, stored, str(args.proposals))
-    settings = {**pipeline.settings(), "proposals": source, "group_size": args.batch_images,
-                "drawing": {"folder": str(drawing.folder.resolve()), "threshold": drawing.threshold} if drawing else None}
-    folder = WorkFolder.open(work, settings, records, shard)
-    groups = plan_groups(records, args.batch_images, shard)
-    todo = [group for group in groups if not folder.done(group)]
-    total = sum(len(g) for g in groups)
-    if len(todo) < len(groups):
-        print(f"resuming: {total - sum(len(g) for g in todo)} of {total} images are done in {work}")
-
-    # Ray's actors check each model file against the SHA-256 recorded here; --device says what they run on.
-    spec = StepSpec.for_nodes("detect", {**pipeline.config, "device": args.device}, settings, drawing=drawing)
-    step = DetectStep(pipeline, drawing) if args.engine == "local" else None
-    with folder.writer(pipeline.classes) as writer:
-        def write(results) -> None:
-            if drawing is not None:
-                drawing.write(results)  # before the lines that mark the images done
-            writer.write(results)
-
-        stats = run_groups(todo, loader, spec, args, write, step, desc="detect")
+    job = DetectionJob(args.images, args.out, pipeline, proposals=args.proposals, drawing=drawing,
+                       group_size=args.batch_images, shard=shard)
+    if job.done:
+        print(f"resuming: {job.done} of {job.total} images are done in {job.work}")
+    stats = job.run(where)
     if stats.interrupted:
-        return interrupted(folder.count + stats.images + stats.skipped, total, work)
+        return interrupted(job.saved + stats.images + stats.skipped, job.total, job.work)
 
-    summary = folder.finish(out if shard.whole else None)
+    summary = job.finish()
     if summary.images == 0 and summary.skipped:
-        print(f"incdet: error: none of the {total} images could be processed", file=sys.stderr)
+        print(f"incdet: error: none of the {job.total} images could be processed", file=sys.stderr)
         return 1
     device = pipeline.device if args.engine == "local" else f"Ray ({args.ray_address or 'local instance'})"
     if stats.images:
         print(f"{stats.images} images in {stats.wall:.1f} s wall ({stats.wall / stats.images:.2f} s/image) on {device}")
         # Selective search runs in parallel, so its summed seconds exceed its share of the wall time.
         print(f"per stage, s/image: {stats.per_stage()}")
-    _print_summary(summary, pipeline)
-    if not shard.whole:
-        print(f"shard {shard.index}/{shard.count} done in {work}; when every shard is done: incdet detect --merge --out {out}")
+    proposer = pipeline.proposer
+    if proposer.multibox_path is not None and summary.images:
+        counts, n = summary.proposals, summary.images
+        print(f"proposals: selective search + MultiBox top-{proposer.multibox_settings.top_n} "
+              f"({proposer.multibox_path.name}): {counts['total'] / n:.0f}/image, of which "
+              f"{counts['multibox'] / n:.0f} only MultiBox proposed and {counts['both'] / n:.0f} both stages")
+    print("\n".join(_summary_lines(summary, f" ({len(pipeline.ensemble.members)}-model ensemble, classes: {', '.join(pipeline.classes)})")))
+    if not job.shard.whole:
+        print(f"shard {job.shard.index}/{job.shard.count} done in {job.work}; when every shard is done: incdet detect --merge --out {job.out}")
         return 0
-    print(f"detections written to {out}")
+    print(f"detections written to {job.out}")
     if summary.retry:
         print(f"{summary.retry} of the skipped images failed for a reason that may pass (an I/O error, memory); "
-              f"{work} keeps the job: run the same command again to retry them")
+              f"{job.work} keeps the job: run the same command again to retry them")
     if drawing:
         print(f"drawn images written to {drawing.folder}/")
     return 0
 
 
-def _print_summary(summary, pipeline) -> None:
-    counts = summary.proposals
-    if pipeline is not None and pipeline.proposer.multibox_path is not None and summary.images:
-        n = summary.images
-        print(f"proposals: selective search + MultiBox top-{pipeline.proposer.multibox_settings.top_n} "
-              f"({pipeline.proposer.multibox_path.name}): {counts['total'] / n:.0f}/image, of which "
-              f"{counts['multibox'] / n:.0f} only MultiBox proposed and {counts['both'] / n:.0f} both stages")
-    if pipeline is not None:
-        print(f"{summary.detections} detections on {summary.images} images ({len(pipeline.ensemble.members)}-model "
-              f"ensemble, classes: {', '.join(pipeline.classes)})")
-    else:
-        print(f"{summary.detections} detections on {summary.images} images")
+def _summary_lines(summary, models: str = "") -> list[str]:
+    lines = [f"{summary.detections} detections on {summary.images} images{models}"]
     if summary.skipped:
-        print(f"{len(summary.skipped)} images skipped:\n  " + "\n  ".join(summary.skipped))
+        lines.append(f"{len(summary.skipped)} images skipped:\n  " + "\n  ".join(summary.skipped))
     if summary.warnings:
-        print(f"{len(summary.warnings)} warnings (images kept):\n  " + "\n  ".join(summary.warnings))
-
-
-def _merge(folders: list[Path], out: Path) -> int:
-    from incdet.engine.work import merge
-
-    if not folders:
-        folders = sorted(out.parent.glob(f"{out.name}.shard-*-of-*.parts"))
-        if not folders:
-            raise InputError(out, f"no shard work folders ({out.name}.shard-I-of-N.parts) beside it to merge")
-    missing = [f for f in folders if not f.is_dir()]
-    if missing:
-        raise InputError(missing[0], "no such work folder")
-    summary = merge(folders, out)
-    if summary.images == 0:
-        print(f"incdet: error: the {len(folders)} shards hold no processed image", file=sys.stderr)
-        return 1
-    _print_summary(summary, None)
-    print(f"merged {len(folders)} shards into {out}")
-    return 0
+        lines.append(f"{len(summary.warnings)} warnings (images kept):\n  " + "\n  ".join(summary.warnings))
+    return lines

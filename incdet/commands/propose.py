@@ -12,17 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from incdet.commands._batch import (
-    FOLDERS,
-    add_engine_arguments,
-    add_search_arguments,
-    check_engine_arguments,
-    interrupted,
-    open_stored,
-    run_groups,
-    search_settings,
-    start_engine,
-)
+from incdet.commands._batch import FOLDERS, add_engine_arguments, add_search_arguments, execution, interrupted, search_settings
 from incdet.errors import InputError
 
 OUT_SUFFIXES = (".db", ".npz", ".json")
@@ -66,13 +56,10 @@ def _store_path(out: Path, suffix: str = "") -> Path:
 
 def run(args: argparse.Namespace) -> int:
     # Heavy imports here, not at module level: the CLI imports every command to build its parser.
-    from incdet.engine.fill import is_stored, store_result
-    from incdet.engine.plan import Shard, plan_groups
-    from incdet.engine.work import inputs_digest
-    from incdet.engine.stages import Loader, ProposeStep, StepSpec
-    from incdet.io import check_output_path, collect_images
-    from incdet.pipeline import Proposer
-    from incdet.proposals.store import ProposalStore
+    from incdet.engine import ProposalJob
+    from incdet.engine.plan import Shard
+    from incdet.io import check_output_path
+    from incdet.multibox.proposer import Proposer
 
     out = check_output_path(args.out)
     if out.suffix.lower() not in OUT_SUFFIXES:
@@ -84,67 +71,50 @@ def run(args: argparse.Namespace) -> int:
     if not args.images:
         raise InputError(None, "give the IMAGES to propose boxes for (files or folders), or --merge")
     search = search_settings(args)
-    check_engine_arguments(args)
-    start_engine(args)
+    where = execution(args)
     shard = Shard.parse(args.shard)
     if args.report and args.gt is None:
         raise InputError(None, "--report needs --gt ANNOTATIONS to measure against")
     if args.baseline and not args.report:
         raise InputError(None, "--baseline is only used by --report")
     dataset = _ground_truth(args.gt) if args.gt is not None else None
-    job = None
+    multibox = None
     if args.multibox or args.report:
         from incdet.commands._proposal_report import prepare_multibox
 
-        job = prepare_multibox(args.multibox, args.top_n, args.dedup_iou, args.baseline)
-    store_path = check_output_path(_store_path(out, shard.suffix))
-    records = collect_images(args.images)
-    stored, source = open_stored(args.proposals.absolute()) if args.proposals else (None, None)
-
-    proposer = Proposer(search, job.checkpoint if job else None, job.settings if job else None, args.device) if job else Proposer(search, device=args.device)
-    # Selective search alone is recorded exactly as region training records it, so both share stores.
-    settings = search.to_dict() if source is None else {"proposals": source}
-    if job is not None:
-        settings.update(proposer.settings())
-    store = ProposalStore(store_path, settings)
-    store.record_job(inputs=inputs_digest(records), shard=[shard.index, shard.count], complete=False)
-    # MultiBox batches fix the last bits of its boxes, so with it the groups must be fixed too.
-    groups = plan_groups(records, args.batch_images if job else 1, shard)
-    todo = groups if args.report else [g for g in groups if not all(is_stored(store, r) for r in g)]
-    total = sum(len(g) for g in groups)
-    if len(todo) < len(groups):
-        print(f"resuming: {total - sum(len(g) for g in todo)} of {total} images are in {store_path}")
+        multibox = prepare_multibox(args.multibox, args.top_n, args.dedup_iou, args.baseline)
+    if multibox is not None:
+        proposer = Proposer(search, multibox.checkpoint, multibox.settings, args.device)
+    else:
+        proposer = Proposer(search, device=args.device)
+    job = ProposalJob(args.images, _store_path(out, shard.suffix), proposer, proposals=args.proposals,
+                      group_size=args.batch_images, shard=shard, redo=args.report, keep_parts=args.report)
+    if job.done:
+        print(f"resuming: {job.done} of {job.total} images are in {job.store.path}")
 
     parts: dict[str, dict] = {}
 
-    def write(results) -> None:
-        for result in results:
-            if result.error is None:
-                store_result(store, result)
-                if args.report:
-                    parts[result.image.key] = {**result.parts, "merged": result.proposals.boxes.numpy()}
+    def keep(result) -> None:
+        if args.report and result.error is None:
+            parts[result.image.key] = {**result.parts, "merged": result.proposals.boxes.numpy()}
 
-    loader = Loader(None if stored is not None else search, stored, str(args.proposals))
-    spec = StepSpec.for_nodes("propose", {"search": search, "multibox": proposer.multibox_path, "multibox_settings": proposer.multibox_settings,
-                                          "device": args.device}, settings, keep_parts=args.report)
-    stats = run_groups(todo, loader, spec, args, write, ProposeStep(proposer, args.report) if args.engine == "local" else None,
-                       desc="proposals")
-    present = [r for g in groups for r in g if r.key in store]
+    stats = job.run(where, keep)
+    present = job.present()
     if stats.interrupted:
-        return interrupted(len(present), total, store_path)
+        return interrupted(len(present), job.total, job.store.path)
     if not present:
         print(f"incdet: no image could be processed ({stats.skipped} skipped)", file=sys.stderr)
         return 1
-    store.record_job(complete=True)
-    _print_counts(store, present, stats, job is not None)
+    job.finish()
+    _print_counts(job.store, present, stats, multibox is not None)
     if dataset is not None:
-        _report(args, out, store, present, parts, job, dataset)
+        _report(args, out, job.store, present, parts, multibox, dataset)
     if not shard.whole:
-        print(f"shard {shard.index}/{shard.count} done in {store_path}; when every shard is done: incdet propose --merge --out {out}")
-    elif out != store_path:
-        _export(out, store, [r.key for r in present], job is not None)
+        print(f"shard {shard.index}/{shard.count} done in {job.store.path}; when every shard is done: incdet propose --merge --out {out}")
+    elif out != job.store.path:
+        _export(out, job.store, [r.key for r in present], multibox is not None)
     else:
-        print(f"proposals for {len(present)} image(s) are in {store_path}")
+        print(f"proposals for {len(present)} image(s) are in {job.store.path}")
     return 0
 
 
@@ -205,22 +175,13 @@ def _export(out: Path, store, keys: list[str], merged: bool) -> None:
 
 
 def _merge(stores: list[Path], out: Path) -> int:
-    from incdet.engine.work import check_shards
+    from incdet.engine import join_shards
     from incdet.proposals.store import ProposalStore
 
     target = _store_path(out)
-    if not stores:
-        stores = sorted(out.parent.glob(f"{out.stem}.shard-*-of-*.db"))
-        if not stores:
-            raise InputError(out, f"no shard stores ({out.stem}.shard-I-of-N.db) beside it to merge")
-    missing = [s for s in stores if not s.is_file()]
-    if missing:
-        raise InputError(missing[0], "no such proposal store")
-    opened = [ProposalStore(s, readonly=True) for s in stores]
-    check_shards([(s.path, {**s.job, "settings": s.settings}) for s in opened])
-    merged = ProposalStore(target, opened[0].settings)
-    rows = sum(merged.update_from(s) for s in opened)
-    print(f"merged {rows} image(s) from {len(stores)} shard store(s) into {target}")
+    joined = join_shards(target, stores)
+    print(f"merged {joined.rows} image(s) from {len(joined.shards)} shard store(s) into {target}")
     if out != target:
-        _export(out, merged, list(merged), "multibox" in merged.settings and merged.settings["multibox"] is not None)
+        with ProposalStore(target, readonly=True) as merged:
+            _export(out, merged, list(merged), "multibox" in merged.settings and merged.settings["multibox"] is not None)
     return 0

@@ -8,7 +8,7 @@ which fixes the groups. While the main process classifies one group, the workers
 next images.
 
 Ctrl-C: a terminal sends SIGINT to every process of the job. Only the main process handles it (one
-line, exit 130, incdet.commands._batch); the fork server and the workers never see it
+line, exit 130, incdet.engine.run.run_groups); the fork server and the workers never see it
 (:func:`start_fork_server`), and their start and shutdown are not cut short by it
 (:func:`interrupt_deferred`).
 """
@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from incdet.engine.plan import RecordTable
-from incdet.engine.stages import Loaded, Loader, Step, init_worker
+from incdet.engine.steps import Loaded, Loader, Step, init_worker
 from incdet.structures import ImageRecord, ImageResult
 
 
@@ -97,7 +97,7 @@ def start_fork_server() -> multiprocessing.context.BaseContext:
     resource tracker starts first, as starting it unblocks SIGINT (the same trick, CPython bpo-33613)."""
     # forkserver: forking a parent that already runs torch/OpenMP threads can deadlock children.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["incdet.engine.stages"])
+    context.set_forkserver_preload(["incdet.engine.steps"])
     multiprocessing.resource_tracker.ensure_running()
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:

@@ -20,7 +20,7 @@ import socket
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from incdet.engine.stages import Loader, StepSpec, init_worker
+from incdet.engine.steps import Loader, StepFactory, init_worker
 from incdet.errors import InputError
 from incdet.structures import ImageRecord, ImageResult
 
@@ -39,13 +39,13 @@ class _StepActor:
     step on one group. A refusal travels back as a row's ``refused`` line: Ray cannot carry an
     InputError itself (it does not rebuild one from its message)."""
 
-    def __init__(self, spec: StepSpec, device: str) -> None:
+    def __init__(self, factory: StepFactory, device: str) -> None:
         import ray
 
         node = f"{socket.gethostname()} (Ray node {ray.get_runtime_context().get_node_id()})"
         self.step, self.refused = None, ""
         try:
-            self.step = spec.build(device, node)
+            self.step = factory.build(device, node)
         except InputError as exc:
             self.refused = str(exc)
 
@@ -66,10 +66,10 @@ def _on_gpus(device: str, resources: dict[str, float]) -> bool:
     return device.startswith("cuda") or (device == "auto" and resources.get("GPU", 0) > 0)
 
 
-def run_ray(groups: Sequence[Sequence[ImageRecord]], loader: Loader, spec: StepSpec, address: str | None = None) -> Iterator[list[ImageResult]]:
+def run_ray(groups: Sequence[Sequence[ImageRecord]], loader: Loader, factory: StepFactory, address: str | None = None) -> Iterator[list[ImageResult]]:
     """Each group's results as Ray finishes it (not in order), on the Ray instance at ``address``
     (``auto``: a running cluster; None: a new local one, shut down at the end); the actors run on
-    ``spec``'s device (``auto``, ``cpu``, ``cuda``)."""
+    ``factory``'s device (``auto``, ``cpu``, ``cuda``)."""
     try:
         import ray
         import ray.data
@@ -89,14 +89,14 @@ def run_ray(groups: Sequence[Sequence[ImageRecord]], loader: Loader, spec: StepS
         context.enable_progress_bars = False
         context.enable_fallback_to_arrow_object_ext_type = True  # rows are Python objects: said, so no worker warns of it
         resources = ray.cluster_resources()
-        gpus = _on_gpus(spec.config.get("device", "auto"), resources)
+        gpus = _on_gpus(factory.config.get("device", "auto"), resources)
         blocks = _blocks(len(groups), int(resources.get("CPU", 1)))
         dataset = ray.data.from_items([{"records": list(group)} for group in groups], override_num_blocks=blocks)
         # The memory request (what searching a 500 px wide image may take) is one the actors do not make,
         # so Ray keeps the searches in CPU tasks of their own instead of fusing them into the actors.
         dataset = dataset.map(_load_group, fn_kwargs={"loader": loader}, num_cpus=1, memory=SEARCH_MEMORY)
         # From one actor up to as many as the cluster's GPUs (or CPUs) allow, as it gains them.
-        dataset = dataset.map_batches(_StepActor, fn_constructor_kwargs={"spec": spec, "device": "cuda" if gpus else "cpu"},
+        dataset = dataset.map_batches(_StepActor, fn_constructor_kwargs={"factory": factory, "device": "cuda" if gpus else "cpu"},
                                       batch_size=1, num_cpus=1, num_gpus=1 if gpus else 0,
                                       compute=ray.data.ActorPoolStrategy(min_size=1, max_size=None))
         for row in dataset.iter_rows():

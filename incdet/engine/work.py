@@ -15,7 +15,7 @@ At the end the lines are assembled, in ``image_id`` order, into the COCO-results
 atomically, formatted exactly as ``incdet.io.write_json`` writes it), each line read and parsed
 once, from an index of offsets: a few numpy arrays by ``image_id`` (33 bytes an image, so a million
 images cost 33 MB in the driver), filled by scanning the part files when a job resumes and by the
-writer as it appends. Shards' folders are merged the same way.
+writer as it appends. Shards' folders are joined the same way (:mod:`incdet.engine.shards`).
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ class WorkFolder:
 
     def finish(self, out: Path | None) -> Summary:
         """Assemble the whole job's results into ``out`` and remove this folder; a shard (``out``
-        None): mark the folder complete, for :func:`merge`. One pass over the lines, whose summary is
+        None): mark the folder complete, for :func:`incdet.engine.shards.join_shards`. One pass over the lines, whose summary is
         returned; when every image was skipped nothing is written and the folder stays. The folder
         also stays when images were skipped for a transient reason, so that running the job again
         retries just those."""
@@ -329,29 +329,10 @@ class PartWriter:
         self.close()
 
 
-def check_shards(shards: Sequence[tuple[Path, dict[str, Any]]]) -> None:
-    """Refuse to merge anything but every shard 1..N of one job, each finished: ``shards`` pairs each
-    shard's file or folder with its manifest (``settings``, ``inputs``, ``shard`` [I, N], ``complete``),
-    for detection work folders and proposal stores alike."""
-    first_path, first = shards[0]
-    for path, manifest in shards:
-        if manifest.get("settings") != first.get("settings") or manifest.get("inputs") != first.get("inputs"):
-            raise InputError(path, f"is a shard of another job than {first_path} (other settings or input images)")
-        if not manifest.get("complete"):
-            index, count = manifest.get("shard") or ("?", "?")
-            raise InputError(path, f"shard {index}/{count} is not finished; run it to the end first")
-    count = first["shard"][1]
-    found = sorted(m["shard"][0] for _, m in shards)
-    if any(m["shard"][1] != count for _, m in shards) or found != list(range(1, count + 1)):
-        raise InputError(first_path, f"merge needs each of the {count} shards once, got shards {found} of "
-                                     f"{sorted({m['shard'][1] for _, m in shards})}")
-
-
-def merge(folders: Sequence[Path], out: Path) -> Summary:
-    """Join the complete work folders of shards 1..N of one job into ``out``, equal to one run's
-    output, in one pass over their lines (``out`` is left as it was when every image was skipped)."""
-    manifests = [WorkFolder.read_manifest(Path(f)) for f in folders]
-    check_shards(list(zip(folders, manifests)))
+def join_work_folders(folders: Sequence[Path], manifests: Sequence[dict[str, Any]], out: Path) -> Summary:
+    """Join the work folders of shards 1..N of one job (checked: :func:`incdet.engine.shards.check_shards`)
+    into ``out``, equal to one run's output, in one pass over their lines (``out`` is left as it was
+    when every image was skipped); shards holding the same image are refused."""
     opened = [WorkFolder(Path(f), m) for f, m in zip(folders, manifests)]
     both = np.flatnonzero((np.stack([w._index.part for w in opened]) >= 0).sum(axis=0) > 1)
     if len(both):

@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import importlib
 import logging
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from torchvision.ops import clip_boxes_to_image, remove_small_boxes
 
-from incdet.proposals.settings import BACKENDS
+from incdet.errors import InputError
+from incdet.proposals.settings import BACKENDS, SearchSettings
+from incdet.structures import Proposals
 
 _MODULES = {"opencv": "incdet.proposals.ss_opencv", "selectivesearch": "incdet.proposals.ss_python"}
 BASE_KS = (50, 100)  # R-CNN fast mode; GoogLeNet doubled the superpixel size (superpixel_scale=2)
@@ -103,3 +106,14 @@ def selective_search(
     result = np.ascontiguousarray(kept[np.sort(first)], dtype=np.float32)
     log.debug("%s selective search on %dx%d px: %d boxes, %d kept", backend, small.shape[1], small.shape[0], len(boxes_np), len(result))
     return result
+
+
+def search_proposals(image: np.ndarray, settings: SearchSettings, path: str | Path | None = None) -> Proposals:
+    """Selective-search proposals of one RGB uint8 image; InputError (naming ``path``) for an image
+    smaller than the minimum region size, which can hold no proposal."""
+    height, width = image.shape[:2]
+    if min(height, width) < settings.min_size:
+        raise InputError(path, f"image is {width}x{height} px, smaller than the {settings.min_size} px minimum region size")
+    boxes = selective_search(image, settings.superpixel_scale, backend=settings.backend, min_size=settings.min_size,
+                             search_width=settings.search_width, seed=settings.seed)
+    return Proposals.from_boxes(boxes)

@@ -36,12 +36,13 @@ from incdet.classify.checkpoint import RegionClassifierSpec
 from incdet.data.dataset import load_dataset
 from incdet.data.records import Dataset
 from incdet.engine import process
-from incdet.engine.fill import fill_store
+from incdet.engine.jobs import propose_folder
 from incdet.engine.plan import plan_groups
-from incdet.engine.stages import DetectStep, Loader, StepSpec
+from incdet.engine.steps import DetectStep, Loader, StepFactory
 from incdet.errors import InputError
 from incdet.evaluate import evaluate_detections
 from incdet.io import atomic_path, file_sha256
+from incdet.multibox.proposer import Proposer
 from incdet.pipeline import Pipeline
 from incdet.postprocess.coco_results import to_coco_records
 from incdet.proposals.settings import SearchSettings
@@ -274,9 +275,9 @@ class DetectorJob:
 
     def _propose(self) -> None:
         for split, dataset in (("train", self.train), ("val", self.val)):
-            with ProposalStore(self.stores[split], self.recipe.proposals.to_dict()) as store:
-                for message in fill_store(store, self._records(dataset), self.recipe.proposals).messages():
-                    log.warning("skipped %s", message)
+            proposer = Proposer(self.recipe.proposals, device="cpu")
+            for message in propose_folder(self._records(dataset), self.stores[split], proposer).messages():
+                log.warning("skipped %s", message)
 
     def _crops(self) -> None:
         for split, dataset in (("train", self.train), ("val", self.val)):
@@ -302,9 +303,9 @@ class DetectorJob:
         pipeline = Pipeline(models, multibox, self.recipe.proposals, device=self.device)
         store = ProposalStore(self.stores["val"], readonly=True)
         records = self._records(self.val)
-        spec = StepSpec("detect", pipeline.config)
+        factory = StepFactory("detect", pipeline.config)
         detections = []
-        for results in process(plan_groups(records, 8), Loader(None, store, str(store.path)), spec, step=DetectStep(pipeline)):
+        for results in process(plan_groups(records, 8), Loader(None, store, str(store.path)), factory, step=DetectStep(pipeline)):
             for result in results:
                 if result.error is None:
                     detections += to_coco_records(result.detections, result.image.image_id, result.image.key, pipeline.classes)

@@ -21,7 +21,9 @@ from torch.utils.data import DataLoader
 
 from incdet.data.dataset import load_dataset
 from incdet.data.records import Dataset
-from incdet.engine.fill import fill_store, is_stored
+from incdet.engine.jobs import is_stored, propose_folder
+from incdet.engine.run import Execution
+from incdet.multibox.proposer import Proposer
 from incdet.errors import InputError
 from incdet.proposals.settings import SearchSettings
 from incdet.proposals.store import ProposalStore
@@ -47,19 +49,6 @@ def load_split(path: str | Path, split: str | None, classes: Sequence[str] | Non
     if not dataset.annotations:
         raise InputError(path, "no usable annotated images")
     return dataset
-
-
-def _progress(store: Path, every: int = 500):
-    """A ``fill_store`` callback logging every ``every`` searched images (a search can take hours)."""
-    done = 0
-
-    def searched(_result: object) -> None:
-        nonlocal done
-        done += 1
-        if done % every == 0:
-            log.info("%s: %d images searched", store, done)
-
-    return searched
 
 
 class RegionDataModule(ResumableDataModule):
@@ -100,11 +89,9 @@ class RegionDataModule(ResumableDataModule):
                 rank_zero_only(log.info)("%s proposals: each of the %d ranks searches its share of the images %s lacks",
                                          name, world, path)
             own = path if world == 1 else path.with_name(f"{path.stem}.rank-{rank}-of-{world}{path.suffix}")
-            store = ProposalStore(own, self.settings.to_dict())
-            skipped = fill_store(store, share, self.settings, workers=self.proposal_workers, on_done=_progress(store.path))
+            skipped = propose_folder(share, own, Proposer(self.settings, device="cpu"), execution=Execution(workers=self.proposal_workers))
             for message in skipped.messages():
                 log.warning("skipped %s", message)
-            store.close()
             barrier(f"{name} proposals searched")
             if world > 1 and rank == 0:
                 merged = ProposalStore(path, self.settings.to_dict())

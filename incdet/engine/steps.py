@@ -1,4 +1,4 @@
-"""The two halves of a batch job, shared by the local and the Ray engine.
+"""The two halves of a batch job (its steps), shared by the local and the Ray engine.
 
 - :class:`Loader` (CPU workers, one image at a time): decode the image once and give it its
   proposals, searched or read from a store. Whatever goes wrong with one image (corrupt, unreadable,
@@ -6,8 +6,8 @@
   ``error``; the batch goes on.
 - A step (the device, one group of images at a time): :class:`DetectStep` runs MultiBox, the
   ensemble and NMS of a :class:`incdet.pipeline.Pipeline` batched across the group and draws;
-  :class:`ProposeStep` runs stage 1 only. :class:`StepSpec` is the picklable recipe from which a
-  Ray actor builds its step (loading the models once, each checked against the SHA-256 the job
+  :class:`ProposeStep` runs stage 1 only. :class:`StepFactory` is the picklable description from which
+  a Ray actor builds its step (loading the models once, each checked against the SHA-256 the job
   recorded: :class:`ModelFile`).
 
 A step's results carry only what the driver keeps: a detection result counts its proposals
@@ -31,9 +31,10 @@ import torch
 from incdet.boxes import clip_and_check
 from incdet.errors import InputError
 from incdet.io import atomic_path, file_sha256, read_image
-from incdet.multibox.propose import merge_multibox
-from incdet.pipeline import Pipeline, Proposer, search_proposals
+from incdet.multibox.proposer import Proposer
+from incdet.pipeline import Pipeline
 from incdet.postprocess.draw import draw_detections
+from incdet.proposals.selective_search import search_proposals
 from incdet.proposals.settings import SearchSettings
 from incdet.proposals.store import ProposalStore
 from incdet.structures import Detections, ImageRecord, ImageResult, Proposals
@@ -247,12 +248,9 @@ class ProposeStep:
         images = [item.pixels for item in ok]
         seconds: dict[str, float] = {}
         start = time.perf_counter()
-        if self.proposer.multibox is not None and ok:
-            multibox = self.proposer.multibox_boxes(images)
-            merged = [merge_multibox(item.proposals, b, self.proposer.multibox_settings.dedup_iou) for item, b in zip(ok, multibox)]
+        merged, multibox = self.proposer.add_multibox_kept(images, [item.proposals for item in ok])
+        if self.proposer.multibox is not None:
             _lap(seconds, "multibox", len(ok), start)
-        else:
-            multibox, merged = [None] * len(ok), [item.proposals for item in ok]
         for item, props, mb in zip(ok, merged, multibox):
             parts = {"selective_search": item.proposals.boxes.numpy(), "multibox": mb} if self.keep_parts and mb is not None else {}
             height, width = item.pixels.shape[:2]
@@ -296,19 +294,25 @@ def _local(model: Any, node: str) -> Any:
 
 
 @dataclass(frozen=True)
-class StepSpec:
+class StepFactory:
     """How to build a step in any process: ``kind`` "detect" (``config``: :class:`Pipeline` arguments)
     or "propose" (``config``: :class:`Proposer` arguments); model files as paths, or as
     :class:`ModelFile` (:meth:`for_nodes`), checked where the step is built."""
+
+    KINDS = ("detect", "propose")
 
     kind: str
     config: dict[str, Any]
     drawing: Drawing | None = None
     keep_parts: bool = False
 
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ValueError(f"a step is one of {', '.join(self.KINDS)}, not {self.kind!r}")
+
     @classmethod
-    def for_nodes(cls, kind: str, config: dict[str, Any], recorded: Mapping[str, Any], **options: Any) -> StepSpec:
-        """The spec of ``config`` with its model files (``models``, ``multibox``) as :class:`ModelFile`
+    def for_nodes(cls, kind: str, config: dict[str, Any], recorded: Mapping[str, Any], **options: Any) -> StepFactory:
+        """The factory of ``config`` with its model files (``models``, ``multibox``) as :class:`ModelFile`
         of the SHA-256 that ``recorded`` (the job's settings: :meth:`Pipeline.settings` or
         :meth:`Proposer.settings`) holds for each."""
         config = dict(config)
