@@ -46,14 +46,14 @@ import numpy as np
 import torch
 
 from incdet.boxes import add_context
-from incdet.classify.checkpoint import load_region_classifier
+from incdet.classify.classifier_file import load_region_classifier
 from incdet.classify.ensemble import load_ensemble
 from incdet.cli import main as incdet
 from incdet.devices import resolve_device
 from incdet.engine.steps import init_worker
 from incdet.errors import InputError
 from incdet.io import list_images, read_image, write_json
-from incdet.multibox.checkpoint import load_multibox
+from incdet.multibox.multibox_file import load_multibox
 from incdet.multibox.propose import merge_multibox, predict_images
 from incdet.pipeline import Pipeline
 from incdet.proposals.selective_search import search_proposals

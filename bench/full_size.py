@@ -76,7 +76,7 @@ import yaml
 from incdet.data.records import Annotation
 from incdet.data.voc import write_voc_xml
 from incdet.io import read_image
-from incdet.multibox.checkpoint import save_multibox
+from incdet.multibox.multibox_file import save_multibox
 from incdet.nets.factory import build_classifier
 from incdet.pipeline import Pipeline
 from incdet.proposals.store import ProposalStore

@@ -204,7 +204,7 @@ def child(args: argparse.Namespace) -> dict:
     else:
         import torch.nn.functional as F
 
-        from incdet.classify.checkpoint import RegionClassifierSpec
+        from incdet.classify.classifier_file import RegionClassifierSpec
         from incdet.train.optim import make_optimizer
 
         loader, classes = old_in_ram_loader(Path(args.data), Path(args.store), 64, 5, args.images * args.regions, args.steps, args.workers)

@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from incdet.classify.checkpoint import load_region_classifier
+from incdet.classify.classifier_file import load_region_classifier
 from incdet.errors import InputError
 from incdet.io import file_sha256, write_json
-from incdet.multibox.checkpoint import load_multibox
+from incdet.multibox.multibox_file import load_multibox
 from incdet.multibox.propose import MultiBoxSettings
 from incdet.postprocess.nms import Thresholds
 from incdet.proposals.settings import SearchSettings

@@ -60,8 +60,8 @@ class Pipeline:
     another class list; ``bbox_reg``: move boxes with the regressors of the models that have one;
     ``precision``: fp32, bf16 or fp16 autocast for the networks (``auto``: bf16 on a GPU that has
     it, fp32 on the CPU); ``runtime``: what runs the region classifiers, torch or onnxruntime
-    (``auto``: onnxruntime for fp32 on the CPU, where it is faster). ``config`` keeps the arguments, model paths made absolute and ``"default"``
-    resolved, so ``Pipeline(**p.config)`` builds the same pipeline in another process and folder.
+    (``auto``: onnxruntime for fp32 on the CPU, where it is faster). ``arguments`` keeps the arguments, model paths made absolute and ``"default"``
+    resolved, so ``Pipeline(**p.arguments)`` builds the same pipeline in another process and folder.
     :meth:`from_bundle` builds one from a model bundle (:mod:`incdet.bundle`), kept as ``bundle``.
     """
 
@@ -86,7 +86,7 @@ class Pipeline:
         if not models:
             raise InputError(None, "a pipeline needs at least one region-classifier model")
         multibox = default_multibox(models, multibox)
-        self.config = {"models": models, "multibox": None if multibox is None else str(multibox.absolute()), "search": search,
+        self.arguments = {"models": models, "multibox": None if multibox is None else str(multibox.absolute()), "search": search,
                        "multibox_settings": multibox_settings, "thresholds": thresholds,
                        "classes": None if classes is None else list(classes), "bbox_reg": bbox_reg, "device": device, "precision": precision,
                        "runtime": runtime}
@@ -150,11 +150,11 @@ class Pipeline:
     def settings(self) -> dict[str, Any]:
         """Everything detections depend on besides the proposals' source, as a job records it (and,
         built from a bundle, which bundle: its folder's name and the SHA-256 of its bundle.json)."""
-        settings = {"models": [model_record(m) for m in self.config["models"]], **self.proposer.settings(),
+        settings = {"models": [model_record(m) for m in self.arguments["models"]], **self.proposer.settings(),
                     "thresholds": asdict(self.thresholds), "classes": list(self.classes),
                     "bbox_reg": self.ensemble.regressors > 0,
                     # As asked: an engine's workers resolve "auto" on their own devices.
-                    "precision": self.config["precision"], "runtime": self.config["runtime"]}
+                    "precision": self.arguments["precision"], "runtime": self.arguments["runtime"]}
         if self.bundle is not None:  # only then: a resumed job compares the record byte for byte
             settings["bundle"] = self.bundle.record()
         return settings

@@ -146,7 +146,7 @@ class ImageResult:
     """What a batch job made of one image: its proposals and (when it was classified) detections, or
     ``error`` (one line naming the file) when it was skipped. ``warnings`` are one-line notes about
     an image that was kept (e.g. stored proposals clipped to it); ``seconds`` the time per stage;
-    ``size`` its (width, height); ``parts`` each stage's own boxes before they were merged (float32
+    ``size`` its (width, height); ``by_source`` each stage's own boxes before they were merged (float32
     (N, 4) xyxy, by source name), only when a job asks for them."""
 
     image: ImageRecord
@@ -157,7 +157,7 @@ class ImageResult:
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     size: tuple[int, int] | None = None
-    parts: dict[str, np.ndarray] = field(default_factory=dict)
+    by_source: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 SKIP_KINDS = ("annotation file", "image", "object", "detection", "line")

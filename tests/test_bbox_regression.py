@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from incdet.boxes import decode_deltas, encode_deltas
-from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
+from incdet.classify.classifier_file import RegionClassifierSpec, save_region_classifier
 from incdet.classify.ensemble import Ensemble, load_ensemble
 from incdet.classify.model import RegionOutput
 from incdet.errors import InputError

@@ -11,7 +11,7 @@ import pytest
 import skimage.data
 import torch
 
-from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
+from incdet.classify.classifier_file import RegionClassifierSpec, save_region_classifier
 from incdet.classify.ensemble import Ensemble
 from incdet.io import write_image
 from incdet.nets.complexity import count_macs

@@ -13,7 +13,7 @@ import torch
 
 from incdet import bundle as bundle_module
 from incdet.bundle import FORMAT, is_bundle, read_bundle, write_bundle
-from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
+from incdet.classify.classifier_file import RegionClassifierSpec, save_region_classifier
 from incdet.cli import main
 from incdet.data.demo import generate_demo
 from incdet.errors import InputError
@@ -87,7 +87,7 @@ def test_the_shipped_bundle_detects_exactly_as_the_default_pipeline(shipped, dem
     # Keywords override the bundle's values; Pipeline(**config) rebuilds the same detector.
     other = Pipeline.from_bundle(shipped.folder, multibox=None, thresholds=Thresholds(0.5), runtime="torch")
     assert other.proposer.multibox is None and other.thresholds.score_threshold == 0.5 and other.runtime == "torch"
-    assert Pipeline(**other.config).settings() == {k: v for k, v in other.settings().items() if k != "bundle"}
+    assert Pipeline(**other.arguments).settings() == {k: v for k, v in other.settings().items() if k != "bundle"}
     with pytest.raises(TypeError, match="models"):
         Pipeline.from_bundle(shipped.folder, models=DEMO_REGION_MODELS)
 

@@ -11,7 +11,7 @@ import torch
 from region_training_data import bench, region_config, write_config
 from torchvision.ops import box_iou
 
-from incdet.classify.checkpoint import load_region_classifier, save_region_classifier
+from incdet.classify.classifier_file import load_region_classifier, save_region_classifier
 from incdet.classify.ensemble import load_ensemble
 from incdet.data.dataset import load_dataset
 from incdet.data.demo import generate_demo

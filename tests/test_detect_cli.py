@@ -11,7 +11,7 @@ import pytest
 import torch
 from skimage import data as skdata
 
-from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
+from incdet.classify.classifier_file import RegionClassifierSpec, save_region_classifier
 from incdet.cli import main
 from incdet.proposals.files import save_proposals
 

@@ -22,7 +22,7 @@ import skimage.data
 import torch
 from fault_helpers import REPO, session_processes, start
 
-from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
+from incdet.classify.classifier_file import RegionClassifierSpec, save_region_classifier
 from incdet.cli import main
 from incdet.engine.work import assemble
 from incdet.io import write_image, write_json

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from incdet.classify.checkpoint import RegionClassifierSpec
+from incdet.classify.classifier_file import RegionClassifierSpec
 from incdet.classify.ensemble import Ensemble
 from incdet.transforms import image_to_tensor
 

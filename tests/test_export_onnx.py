@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from incdet.classify.checkpoint import (
+from incdet.classify.classifier_file import (
     RegionClassifierSpec,
     load_region_classifier,
     save_region_classifier,

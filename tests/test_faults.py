@@ -24,7 +24,7 @@ from bad_input_corpus import photo, run
 from fault_helpers import assert_no_processes_left, fork_server_running, start, temporary_files, wait_until
 from region_training_data import make_data, region_config, write_config
 
-from incdet.classify.checkpoint import (
+from incdet.classify.classifier_file import (
     RegionClassifierSpec,
     load_region_classifier,
     save_region_classifier,

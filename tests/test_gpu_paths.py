@@ -20,9 +20,9 @@ from test_multibox_train import write_split
 
 import incdet.io
 from incdet import Pipeline
-from incdet.classify.checkpoint import load_region_classifier
+from incdet.classify.classifier_file import load_region_classifier
 from incdet.cli import main
-from incdet.multibox.checkpoint import load_multibox
+from incdet.multibox.multibox_file import load_multibox
 from incdet.nets.backbone_file import load_backbone
 from incdet.train.backbone.train import train_backbone
 from incdet.train.config import load_config

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from incdet.errors import InputError
-from incdet.multibox.checkpoint import MultiBoxSpec, load_multibox, save_multibox
+from incdet.multibox.multibox_file import MultiBoxSpec, load_multibox, save_multibox
 from incdet.multibox.loss import match_priors, multibox_loss
 from incdet.multibox.network import MultiBoxNet
 from incdet.multibox.priors import cluster_priors, mirror_boxes, normalise_boxes

@@ -14,7 +14,7 @@ from incdet.data.records import Annotation
 from incdet.data.voc import write_voc_xml
 from incdet.engine.steps import Loader
 from incdet.io import collect_images, read_image, write_image
-from incdet.multibox.checkpoint import MultiBoxSpec, save_multibox
+from incdet.multibox.multibox_file import MultiBoxSpec, save_multibox
 from incdet.multibox.network import MultiBoxNet
 from incdet.multibox.propose import MultiBoxSettings
 from incdet.multibox.proposer import Proposer

@@ -14,7 +14,7 @@ from incdet.cli import main
 from incdet.data.records import Annotation
 from incdet.data.voc import write_voc_xml
 from incdet.io import write_image
-from incdet.multibox.checkpoint import load_multibox
+from incdet.multibox.multibox_file import load_multibox
 from incdet.multibox.propose import predict_images
 from incdet.weights import DEMO_MULTIBOX
 

@@ -17,7 +17,7 @@ import skimage.data
 import torch
 
 from incdet import Pipeline, Thresholds
-from incdet.classify.checkpoint import load_region_classifier
+from incdet.classify.classifier_file import load_region_classifier
 from incdet.classify.ensemble import Ensemble
 from incdet.cli import main
 from incdet.data.demo import generate_demo

@@ -9,7 +9,7 @@ import pytest
 import torch
 from bad_input_corpus import photo, run
 
-from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
+from incdet.classify.classifier_file import RegionClassifierSpec, save_region_classifier
 from incdet.commands._batch import say
 from incdet.engine import run as engine_run
 from incdet.engine.run import ProgressLines

@@ -19,7 +19,7 @@ from region_training_data import make_data, region_config, write_config
 from torchvision.ops import box_iou
 
 from incdet.boxes import decode_deltas
-from incdet.classify.checkpoint import load_region_classifier
+from incdet.classify.classifier_file import load_region_classifier
 from incdet.cli import main
 from incdet.data.dataset import load_dataset
 from incdet.io import read_image

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from region_training_data import region_config, write_config, write_shapes
 
-from incdet.classify.checkpoint import load_region_classifier
+from incdet.classify.classifier_file import load_region_classifier
 from incdet.proposals.store import ProposalStore
 
 # Run as a script, so Lightning's DDP launcher re-runs it (and its instrumentation) for rank 1.

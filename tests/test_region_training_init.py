@@ -12,7 +12,7 @@ import torch
 import torchvision
 from region_training_data import make_data, region_config, write_config
 
-from incdet.classify.checkpoint import RegionClassifierSpec, load_region_classifier
+from incdet.classify.classifier_file import RegionClassifierSpec, load_region_classifier
 from incdet.cli import main
 from incdet.errors import InputError
 from incdet.nets.backbone_file import BackboneSpec, save_backbone

@@ -102,7 +102,7 @@ def test_a_photo_far_larger_than_its_regions_need_is_reduced_before_warping() ->
 
 
 def test_boxes_regressed_on_a_reduced_photo_come_back_in_its_own_pixels(tmp_path) -> None:
-    from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
+    from incdet.classify.classifier_file import RegionClassifierSpec, save_region_classifier
     from incdet.pipeline import Pipeline
     from incdet.structures import Proposals
 

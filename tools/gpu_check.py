@@ -51,7 +51,7 @@ import numpy as np
 import torch
 import torchvision
 
-from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
+from incdet.classify.classifier_file import RegionClassifierSpec, save_region_classifier
 from incdet.devices import resolve_device
 from incdet.errors import InputError
 from incdet.io import read_image

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torchvision.ops import clip_boxes_to_image
 
 from incdet.boxes import decode_deltas
-from incdet.classify.checkpoint import RegionClassifierSpec, load_region_classifier
+from incdet.classify.classifier_file import RegionClassifierSpec, load_region_classifier
 from incdet.classify.onnx_runtime import OnnxMember
 from incdet.devices import autocast
 from incdet.errors import InputError

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from incdet.boxes import REGRESSION_WEIGHTS
-from incdet.classify.checkpoint import RegionClassifierSpec
+from incdet.classify.classifier_file import RegionClassifierSpec
 from incdet.classify.model import RegionClassifier
 from incdet.io import atomic_path
 from incdet.transforms import IMAGENET_MEAN, IMAGENET_STD

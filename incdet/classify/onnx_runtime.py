@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from incdet.classify.checkpoint import RegionClassifierSpec
+from incdet.classify.classifier_file import RegionClassifierSpec
 from incdet.classify.export import OPSET, export_onnx
 from incdet.errors import InputError
 

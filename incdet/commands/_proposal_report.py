@@ -12,7 +12,7 @@ import numpy as np
 
 from incdet.errors import InputError
 from incdet.io import write_text
-from incdet.multibox.checkpoint import load_multibox
+from incdet.multibox.multibox_file import load_multibox
 from incdet.multibox.propose import MultiBoxSettings
 from incdet.proposals.files import load_proposals
 from incdet.structures import SOURCES, Proposals

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from incdet.classify.checkpoint import load_region_classifier
+    from incdet.classify.classifier_file import load_region_classifier
     from incdet.classify.export import export_onnx
     from incdet.io import check_output_path
 
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 def _export_bundle(folder: Path, out: Path) -> int:
     """Every member of the bundle at ``folder`` as ``out/<member>.onnx`` (the bundle is checked first)."""
     from incdet.bundle import read_bundle
-    from incdet.classify.checkpoint import load_region_classifier
+    from incdet.classify.classifier_file import load_region_classifier
     from incdet.classify.export import export_onnx
     from incdet.io import check_output_path
 

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.merge is not None:
         if args.images:
             raise InputError(None, "--merge joins finished shards' stores; give it no IMAGES")
-        return _merge(args.merge, out)
+        return _join(args.merge, out)
     if not args.images:
         raise InputError(None, "give the IMAGES to propose boxes for (files or folders), or --merge")
     search = search_settings(args)
@@ -84,19 +84,19 @@ def run(args: argparse.Namespace) -> int:
 
         multibox = prepare_multibox(args.multibox, args.top_n, args.dedup_iou, args.baseline)
     if multibox is not None:
-        proposer = Proposer(search, multibox.checkpoint, multibox.settings, args.device)
+        proposer = Proposer(search, multibox.multibox_file, multibox.settings, args.device)
     else:
         proposer = Proposer(search, device=args.device)
     job = ProposalJob(args.images, _store_path(out, shard.suffix), proposer, proposals=args.proposals,
-                      group_size=args.batch_images, shard=shard, redo=args.report, keep_parts=args.report)
+                      group_size=args.batch_images, shard=shard, redo=args.report, keep_sources=args.report)
     if job.done:
         print(f"resuming: {job.done} of {job.total} images are in {job.store.path}")
 
-    parts: dict[str, dict] = {}
+    by_source: dict[str, dict] = {}
 
     def keep(result) -> None:
         if args.report and result.error is None:
-            parts[result.image.key] = {**result.parts, "merged": result.proposals.boxes.numpy()}
+            by_source[result.image.key] = {**result.by_source, "merged": result.proposals.boxes.numpy()}
 
     stats = job.run(where, keep)
     present = job.present()
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     job.finish()
     _print_counts(job.store, present, stats, multibox is not None)
     if dataset is not None:
-        _report(args, out, job.store, present, parts, multibox, dataset)
+        _report(args, out, job.store, present, by_source, multibox, dataset)
     if not shard.whole:
         print(f"shard {shard.index}/{shard.count} done in {job.store.path}; when every shard is done: incdet propose --merge --out {out}")
     elif out != job.store.path:
@@ -149,7 +149,7 @@ def _print_counts(store, present, stats, merged: bool) -> None:
         print(describe_counts(sources))
 
 
-def _report(args, out: Path, store, present, parts, job, dataset) -> None:
+def _report(args, out: Path, store, present, by_source, job, dataset) -> None:
     from incdet.proposals.report import quality_report
 
     if not args.report:
@@ -157,7 +157,7 @@ def _report(args, out: Path, store, present, parts, job, dataset) -> None:
         return
     ss_name = f"selective search ({args.proposals.name})" if args.proposals else f"selective search x{args.superpixel_scale:g}"
     names = {"selective_search": ss_name, "multibox": f"MultiBox top-{job.settings.top_n}", "merged": "merged"}
-    sets = {label: {key: p[part] for key, p in parts.items()} for part, label in names.items()}
+    sets = {label: {key: p[source] for key, p in by_source.items()} for source, label in names.items()}
     plot = args.plot or out.with_name(f"{out.stem}_recall.png")
     print(quality_report({**sets, **job.baselines}, dataset, plot, f"{args.gt}: proposals per image vs recall"))
     print(f"wrote the recall plot to {plot}")
@@ -174,7 +174,7 @@ def _export(out: Path, store, keys: list[str], merged: bool) -> None:
     print(f"wrote proposals for {len(keys)} image(s) to {out} (store: {store.path})")
 
 
-def _merge(stores: list[Path], out: Path) -> int:
+def _join(stores: list[Path], out: Path) -> int:
     from incdet.engine import join_shards
     from incdet.proposals.store import ProposalStore
 

@@ -92,17 +92,18 @@ class DetectionJob:
 
     def run(self, execution: Execution = Execution()) -> RunStats:
         """Detect in every image not yet done; each group's lines (and drawings) are saved as it finishes."""
-        # Ray's actors check each model file against the SHA-256 recorded here; execution.device says what they run on.
-        factory = StepFactory.for_nodes("detect", {**self.pipeline.config, "device": execution.device}, self.settings,
-                                        drawing=self.drawing)
-        step = DetectStep(self.pipeline, self.drawing) if execution.engine == "local" else None
+        if execution.engine == "local":
+            step = DetectStep(self.pipeline, self.drawing)
+        else:  # Ray's actors check each model file against the SHA-256 recorded here; execution.device says what they run on
+            step = StepFactory.for_nodes("detect", {**self.pipeline.arguments, "device": execution.device}, self.settings,
+                                         drawing=self.drawing)
         with self.folder.writer(self.pipeline.classes) as writer:
             def write(results: list[ImageResult]) -> None:
                 if self.drawing is not None:
                     self.drawing.write(results)  # before the lines that mark the images done
                 writer.write(results)
 
-            return run_groups(self.todo, self.loader, factory, execution, write, step, desc="detect")
+            return run_groups(self.todo, self.loader, step, execution, write, desc="detect")
 
     @property
     def saved(self) -> int:
@@ -140,15 +141,15 @@ class ProposalJob:
     """Stage 1 (``proposer``) for ``images`` (files, folders or records) into the proposal ``store``
     (a path, or a store already open): selective search, or the boxes of stored ``proposals``, with
     MultiBox's merged in. Each image's row is committed as its group finishes, so a rerun does only
-    what is missing (``redo``: everything again). ``keep_parts``: each result also holds selective
+    what is missing (``redo``: everything again). ``keep_sources``: each result also holds selective
     search's and MultiBox's own boxes (for a report)."""
 
     def __init__(self, images: Sequence[str | Path | ImageRecord], store: str | Path | ProposalStore, proposer: Proposer, *,
                  proposals: str | Path | None = None, group_size: int = 1, shard: Shard = Shard(), redo: bool = False,
-                 keep_parts: bool = False) -> None:
+                 keep_sources: bool = False) -> None:
         if group_size < 1:
             raise InputError(None, f"--batch-images must be at least 1, got {group_size}")
-        self.proposer, self.keep_parts = proposer, keep_parts
+        self.proposer, self.keep_sources = proposer, keep_sources
         self.records = _records(images)
         stored, record = open_stored(proposals) if proposals else (None, None)
         self.loader = Loader(None if stored is not None else proposer.search_settings, stored, str(proposals))
@@ -167,10 +168,12 @@ class ProposalJob:
 
     def run(self, execution: Execution = Execution(), on_result: Callable[[ImageResult], None] | None = None) -> RunStats:
         """Propose for every image not yet stored; ``on_result`` sees every result (a skip included)."""
-        factory = StepFactory.for_nodes("propose", {"search": self.proposer.search_settings, "multibox": self.proposer.multibox_path,
-                                                    "multibox_settings": self.proposer.multibox_settings, "device": execution.device},
-                                        self.settings, keep_parts=self.keep_parts)
-        step = ProposeStep(self.proposer, self.keep_parts) if execution.engine == "local" else None
+        if execution.engine == "local":
+            step = ProposeStep(self.proposer, self.keep_sources)
+        else:
+            step = StepFactory.for_nodes("propose", {"search": self.proposer.search_settings, "multibox": self.proposer.multibox_path,
+                                                     "multibox_settings": self.proposer.multibox_settings, "device": execution.device},
+                                         self.settings, keep_sources=self.keep_sources)
 
         def write(results: list[ImageResult]) -> None:
             for result in results:
@@ -179,7 +182,7 @@ class ProposalJob:
                 if on_result is not None:
                     on_result(result)
 
-        return run_groups(self.todo, self.loader, factory, execution, write, step, desc="proposals")
+        return run_groups(self.todo, self.loader, step, execution, write, desc="proposals")
 
     def present(self) -> list[ImageRecord]:
         """The job's images the store holds, in order."""

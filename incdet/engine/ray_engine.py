@@ -89,7 +89,7 @@ def run_ray(groups: Sequence[Sequence[ImageRecord]], loader: Loader, factory: St
         context.enable_progress_bars = False
         context.enable_fallback_to_arrow_object_ext_type = True  # rows are Python objects: said, so no worker warns of it
         resources = ray.cluster_resources()
-        gpus = _on_gpus(factory.config.get("device", "auto"), resources)
+        gpus = _on_gpus(factory.arguments.get("device", "auto"), resources)
         blocks = _blocks(len(groups), int(resources.get("CPU", 1)))
         dataset = ray.data.from_items([{"records": list(group)} for group in groups], override_num_blocks=blocks)
         # The memory request (what searching a 500 px wide image may take) is one the actors do not make,

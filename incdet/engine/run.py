@@ -26,25 +26,26 @@ ENGINES = ("local", "ray")
 def process(
     groups: Sequence[Sequence[ImageRecord]],
     loader: Loader,
-    factory: StepFactory,
+    step: Step | StepFactory,
     *,
     engine: str = "local",
     workers: int | None = None,
     ray_address: str | None = None,
-    step: Step | None = None,
 ) -> Iterator[list[ImageResult]]:
     """Each group's results as it finishes. ``local``: ``workers`` processes decode and search (default
-    one per CPU), the step runs here (``step``, if already built, else built by ``factory``);
-    ``ray``: on the Ray instance at ``ray_address`` (None: a new local one), each actor building its
-    own step with ``factory``."""
+    one per CPU), ``step`` runs here (a :class:`StepFactory` is built first); ``ray``: on the Ray
+    instance at ``ray_address`` (None: a new local one), each actor building its own step with
+    ``step``, which must then be a :class:`StepFactory`."""
     if engine == "ray":
         from incdet.engine.ray_engine import run_ray
 
-        yield from run_ray(groups, loader, factory, ray_address)
+        if not isinstance(step, StepFactory):
+            raise TypeError("the Ray engine builds the step on each actor: give it a StepFactory, not a built step")
+        yield from run_ray(groups, loader, step, ray_address)
     elif engine == "local":
         from incdet.engine.local import run_local
 
-        yield from run_local(groups, loader, step or factory.build(), workers)
+        yield from run_local(groups, loader, step.build() if isinstance(step, StepFactory) else step, workers)
     else:
         raise InputError(None, f"the engine must be one of {', '.join(ENGINES)}, got {engine!r}")
 
@@ -104,9 +105,10 @@ class RunStats:
         return ", ".join(f"{name} {sec / max(self.images, 1):.3f}" for name, sec in self.seconds.items())
 
 
-def run_groups(groups: Sequence[Sequence[ImageRecord]], loader: Loader, factory: StepFactory, execution: Execution,
-               write: Callable[[list[ImageResult]], None], step: Step | None = None, desc: str = "images") -> RunStats:
-    """Run ``groups`` as ``execution`` says, handing each group's results to ``write`` as they finish."""
+def run_groups(groups: Sequence[Sequence[ImageRecord]], loader: Loader, step: Step | StepFactory, execution: Execution,
+               write: Callable[[list[ImageResult]], None], desc: str = "images") -> RunStats:
+    """Run ``groups`` as ``execution`` says (``step``: as :func:`process` takes it), handing each
+    group's results to ``write`` as they finish."""
     from tqdm import tqdm
 
     from incdet.engine.local import interrupt_deferred
@@ -117,8 +119,8 @@ def run_groups(groups: Sequence[Sequence[ImageRecord]], loader: Loader, factory:
     stats = RunStats()
     start = time.perf_counter()
     total = sum(len(g) for g in groups)
-    results_of = process(groups, loader, factory, engine=execution.engine, workers=execution.workers,
-                         ray_address=execution.ray_address, step=step)
+    results_of = process(groups, loader, step, engine=execution.engine, workers=execution.workers,
+                         ray_address=execution.ray_address)
     if sys.stderr.isatty():
         progress = tqdm(total=total, desc=desc, unit="img", file=sys.stderr)
     else:

@@ -236,12 +236,12 @@ class DetectStep:
 
 
 class ProposeStep:
-    """Stage 1 only: the loaded proposals with MultiBox's merged in. With ``keep_parts`` each result's
-    ``parts`` also holds selective search's and MultiBox's own boxes, to compare them."""
+    """Stage 1 only: the loaded proposals with MultiBox's merged in. With ``keep_sources`` each result's
+    ``by_source`` also holds selective search's and MultiBox's own boxes, to compare them."""
 
-    def __init__(self, proposer: Proposer, keep_parts: bool = False) -> None:
+    def __init__(self, proposer: Proposer, keep_sources: bool = False) -> None:
         self.proposer = proposer
-        self.keep_parts = keep_parts
+        self.keep_sources = keep_sources
 
     def __call__(self, group: list[Loaded]) -> list[ImageResult]:
         ok, results = _split(group)
@@ -252,10 +252,10 @@ class ProposeStep:
         if self.proposer.multibox is not None:
             _lap(seconds, "multibox", len(ok), start)
         for item, props, mb in zip(ok, merged, multibox):
-            parts = {"selective_search": item.proposals.boxes.numpy(), "multibox": mb} if self.keep_parts and mb is not None else {}
+            by_source = {"selective_search": item.proposals.boxes.numpy(), "multibox": mb} if self.keep_sources and mb is not None else {}
             height, width = item.pixels.shape[:2]
             results.append(ImageResult(item.image, props, warnings=item.warnings, seconds={**item.seconds, **seconds},
-                                       size=(width, height), parts=parts))
+                                       size=(width, height), by_source=by_source))
         return sorted(results, key=lambda r: r.image.image_id)
 
 
@@ -295,45 +295,45 @@ def _local(model: Any, node: str) -> Any:
 
 @dataclass(frozen=True)
 class StepFactory:
-    """How to build a step in any process: ``kind`` "detect" (``config``: :class:`Pipeline` arguments)
-    or "propose" (``config``: :class:`Proposer` arguments); model files as paths, or as
+    """How to build a step in any process: ``kind`` "detect" (``arguments``: :class:`Pipeline` arguments)
+    or "propose" (``arguments``: :class:`Proposer` arguments); model files as paths, or as
     :class:`ModelFile` (:meth:`for_nodes`), checked where the step is built."""
 
     KINDS = ("detect", "propose")
 
     kind: str
-    config: dict[str, Any]
+    arguments: dict[str, Any]
     drawing: Drawing | None = None
-    keep_parts: bool = False
+    keep_sources: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
             raise ValueError(f"a step is one of {', '.join(self.KINDS)}, not {self.kind!r}")
 
     @classmethod
-    def for_nodes(cls, kind: str, config: dict[str, Any], recorded: Mapping[str, Any], **options: Any) -> StepFactory:
-        """The factory of ``config`` with its model files (``models``, ``multibox``) as :class:`ModelFile`
+    def for_nodes(cls, kind: str, arguments: dict[str, Any], recorded: Mapping[str, Any], **options: Any) -> StepFactory:
+        """The factory of ``arguments`` with its model files (``models``, ``multibox``) as :class:`ModelFile`
         of the SHA-256 that ``recorded`` (the job's settings: :meth:`Pipeline.settings` or
         :meth:`Proposer.settings`) holds for each."""
-        config = dict(config)
-        if "models" in config:
-            config["models"] = [ModelFile.of(path, record["sha256"]) for path, record in zip(config["models"], recorded["models"])]
-        if config.get("multibox") is not None:
-            config["multibox"] = ModelFile.of(config["multibox"], recorded["multibox"]["sha256"])
-        return cls(kind, config, **options)
+        arguments = dict(arguments)
+        if "models" in arguments:
+            arguments["models"] = [ModelFile.of(path, record["sha256"]) for path, record in zip(arguments["models"], recorded["models"])]
+        if arguments.get("multibox") is not None:
+            arguments["multibox"] = ModelFile.of(arguments["multibox"], recorded["multibox"]["sha256"])
+        return cls(kind, arguments, **options)
 
     def build(self, device: str | None = None, node: str | None = None) -> Step:
-        """The step, its models loaded on ``device`` (default: the configured one); a model file
+        """The step, its models loaded on ``device`` (default: the one in the arguments); a model file
         that is not the one the job recorded is refused, naming ``node`` (default: this host)."""
         node = node or socket.gethostname()
-        config = {**self.config, **({"device": device} if device else {})}
-        if "models" in config:
-            config["models"] = [_local(model, node) for model in config["models"]]
-        if "multibox" in config:
-            config["multibox"] = _local(config["multibox"], node)
+        arguments = {**self.arguments, **({"device": device} if device else {})}
+        if "models" in arguments:
+            arguments["models"] = [_local(model, node) for model in arguments["models"]]
+        if "multibox" in arguments:
+            arguments["multibox"] = _local(arguments["multibox"], node)
         if self.kind == "detect":
-            return DetectStep(Pipeline(**config), self.drawing)
-        return ProposeStep(Proposer(**config), self.keep_parts)
+            return DetectStep(Pipeline(**arguments), self.drawing)
+        return ProposeStep(Proposer(**arguments), self.keep_sources)
 
 
 def init_worker() -> None:

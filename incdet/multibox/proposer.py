@@ -16,7 +16,7 @@ import torch
 
 from incdet.devices import autocast, resolve_device, resolve_precision
 from incdet.model_file import model_record
-from incdet.multibox.checkpoint import load_multibox
+from incdet.multibox.multibox_file import load_multibox
 from incdet.multibox.propose import MultiBoxSettings, merge_multibox, predict_images
 from incdet.proposals.selective_search import search_proposals
 from incdet.proposals.settings import SearchSettings

@@ -32,13 +32,13 @@ import lightning as L
 import torch
 
 from incdet.bundle import Bundle, write_bundle
-from incdet.classify.checkpoint import RegionClassifierSpec
+from incdet.classify.classifier_file import RegionClassifierSpec
 from incdet.data.dataset import load_dataset
 from incdet.data.records import Dataset
 from incdet.engine import process
 from incdet.engine.jobs import propose_folder
 from incdet.engine.plan import plan_groups
-from incdet.engine.steps import DetectStep, Loader, StepFactory
+from incdet.engine.steps import DetectStep, Loader
 from incdet.errors import InputError
 from incdet.evaluate import evaluate_detections
 from incdet.io import atomic_path, file_sha256
@@ -303,9 +303,8 @@ class DetectorJob:
         pipeline = Pipeline(models, multibox, self.recipe.proposals, device=self.device)
         store = ProposalStore(self.stores["val"], readonly=True)
         records = self._records(self.val)
-        factory = StepFactory("detect", pipeline.config)
         detections = []
-        for results in process(plan_groups(records, 8), Loader(None, store, str(store.path)), factory, step=DetectStep(pipeline)):
+        for results in process(plan_groups(records, 8), Loader(None, store, str(store.path)), DetectStep(pipeline)):
             for result in results:
                 if result.error is None:
                     detections += to_coco_records(result.detections, result.image.image_id, result.image.key, pipeline.classes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from incdet.multibox.checkpoint import MultiBoxSpec
+from incdet.multibox.multibox_file import MultiBoxSpec
 from incdet.train.config import RunConfig, check_run, require_positive
 from incdet.train.optim import OptimConfig
 

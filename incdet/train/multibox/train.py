@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
 
 from incdet.errors import InputError
-from incdet.multibox.checkpoint import load_multibox, save_multibox
+from incdet.multibox.multibox_file import load_multibox, save_multibox
 from incdet.multibox.network import MultiBoxNet
 from incdet.multibox.priors import cluster_priors, mirror_boxes
 from incdet.train.multibox.config import MultiBoxTrainConfig

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from incdet.classify.checkpoint import RegionClassifierSpec
+from incdet.classify.classifier_file import RegionClassifierSpec
 from incdet.classify.model import RegionOutput
 from incdet.regions.labels import BACKGROUND
 from incdet.train.optim import OptimConfig, make_optimizer, make_step_decay

@@ -12,7 +12,7 @@ from typing import Sequence
 import lightning as L
 import torch
 
-from incdet.classify.checkpoint import RegionClassifierSpec, save_region_classifier
+from incdet.classify.classifier_file import RegionClassifierSpec, save_region_classifier
 from incdet.data.classes import read_class_list
 from incdet.train.averaging import ParameterAveraging
 from incdet.train.regions.config import RegionTrainConfig
