@@ -131,6 +131,12 @@ def read_model_payload(path: str | Path, format: str, what: str) -> dict[str, An
     return payload
 
 
+def read_spec(path: str | Path, spec_type: type[S]) -> S:
+    """The spec of a file written by :func:`save_model`, checked, without building its network: what
+    a driver needs (classes, crop, settings) when its workers build the networks they run."""
+    return spec_type.from_fields(read_model_payload(path, spec_type.FORMAT, spec_type.WHAT), path)
+
+
 def load_model(path: str | Path, spec_type: type[S], device: torch.device | str = "cpu") -> tuple[S, nn.Module]:
     """The spec and the model of a file written by :func:`save_model`, in eval mode on ``device``."""
     payload = read_model_payload(path, spec_type.FORMAT, spec_type.WHAT)

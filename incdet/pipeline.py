@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from incdet.bundle import Bundle, read_bundle
-from incdet.classify.ensemble import load_ensemble
+from incdet.classify.ensemble import load_ensemble, read_ensemble_specs
 from incdet.classify.onnx_runtime import resolve_runtime
 from incdet.devices import resolve_device, resolve_precision
 from incdet.errors import InputError
@@ -63,10 +63,14 @@ class Pipeline:
     (``auto``: onnxruntime for fp32 on the CPU, where it is faster). ``arguments`` keeps the arguments, model paths made absolute and ``"default"``
     resolved, so ``Pipeline(**p.arguments)`` builds the same pipeline in another process and folder.
     :meth:`from_bundle` builds one from a model bundle (:mod:`incdet.bundle`), kept as ``bundle``.
+    ``load=False``: read and check the model files but build no network (``ensemble`` and the
+    proposer's ``multibox`` stay None): what a driver needs whose workers build their own, e.g. the
+    Ray engine's, to record the job's settings.
     """
 
     # What Pipeline.from_bundle's keywords may override: everything but the models themselves.
-    BUNDLE_OVERRIDES = ("multibox", "search", "multibox_settings", "thresholds", "classes", "bbox_reg", "device", "precision", "runtime")
+    BUNDLE_OVERRIDES = ("multibox", "search", "multibox_settings", "thresholds", "classes", "bbox_reg", "device", "precision", "runtime",
+                        "load")
 
     def __init__(
         self,
@@ -81,6 +85,7 @@ class Pipeline:
         device: str = "auto",
         precision: str = "auto",
         runtime: str = "auto",
+        load: bool = True,
     ) -> None:
         models = [str(Path(m).absolute()) for m in models]
         if not models:
@@ -93,8 +98,10 @@ class Pipeline:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.runtime = resolve_runtime(runtime, self.device, self.precision)
-        self.ensemble = load_ensemble(models, self.device, classes, bbox_reg, self.precision, self.runtime).to(self.device)
-        self.proposer = Proposer(search, multibox, multibox_settings, self.device, self.precision)
+        self.ensemble = load_ensemble(models, self.device, classes, bbox_reg, self.precision, self.runtime).to(self.device) if load else None
+        self.specs = self.ensemble.specs if load else read_ensemble_specs(models, classes)
+        self.bbox_reg = bbox_reg
+        self.proposer = Proposer(search, multibox, multibox_settings, self.device, self.precision, load=load)
         self.thresholds = thresholds
         self.bundle: Bundle | None = None
 
@@ -117,7 +124,7 @@ class Pipeline:
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return self.ensemble.classes
+        return self.specs[0].classes
 
     def __call__(self, images: Sequence[np.ndarray], proposals: Sequence[Proposals] | None = None) -> list[Detections]:
         """Detections (on the CPU, best first) of HxWx3 RGB uint8 images; ``proposals``: precomputed
@@ -152,7 +159,7 @@ class Pipeline:
         built from a bundle, which bundle: its folder's name and the SHA-256 of its bundle.json)."""
         settings = {"models": [model_record(m) for m in self.arguments["models"]], **self.proposer.settings(),
                     "thresholds": asdict(self.thresholds), "classes": list(self.classes),
-                    "bbox_reg": self.ensemble.regressors > 0,
+                    "bbox_reg": self.bbox_reg and any(spec.bbox_reg for spec in self.specs),
                     # As asked: an engine's workers resolve "auto" on their own devices.
                     "precision": self.arguments["precision"], "runtime": self.arguments["runtime"]}
         if self.bundle is not None:  # only then: a resumed job compares the record byte for byte

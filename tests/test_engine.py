@@ -262,3 +262,20 @@ def test_a_python_batch_job_writes_what_the_command_writes(job, reference, tmp_p
     summary = detect_folder([job["images"]], tmp_path / "dets.json", pipeline, execution=Execution(workers=1), group_size=2)
     assert summary.images == 8 and not summary.skipped
     assert (tmp_path / "dets.json").read_bytes() == reference
+
+
+def test_a_driver_reads_the_model_files_without_building_a_network(job, tmp_path) -> None:
+    """What the Ray engine's driver builds: the job's settings from the files alone (issue 23)."""
+    from incdet.errors import InputError
+    from incdet.pipeline import Pipeline
+    from incdet.weights import DEMO_MULTIBOX
+
+    described = Pipeline([job["model"]], DEMO_MULTIBOX, device="cpu", load=False)
+    built = Pipeline([job["model"]], DEMO_MULTIBOX, device="cpu")
+    assert described.ensemble is None and described.proposer.multibox is None and built.proposer.multibox is not None
+    assert described.settings() == built.settings() and described.classes == built.classes == SPEC.classes
+    (tmp_path / "broken.pt").write_bytes(b"not a model")
+    with pytest.raises(InputError, match="not a readable torch file"):
+        Pipeline([job["model"]], tmp_path / "broken.pt", load=False)
+    with pytest.raises(InputError, match="differ from"):
+        Pipeline([job["model"]], None, classes=["dog", "cup"], load=False)

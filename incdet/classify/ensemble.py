@@ -22,6 +22,7 @@ from incdet.classify.classifier_file import RegionClassifierSpec, load_region_cl
 from incdet.classify.onnx_runtime import OnnxMember
 from incdet.devices import autocast
 from incdet.errors import InputError
+from incdet.model_file import read_spec
 from incdet.regions.warp import warp_image_regions
 from incdet.structures import RegionScores
 
@@ -141,13 +142,23 @@ def warped_batches(
 def load_ensemble(paths: Sequence[str | Path], device: torch.device | str = "cpu", expected_classes: Sequence[str] | None = None,
                   bbox_reg: bool = True, precision: str = "fp32", runtime: str = "torch") -> Ensemble:
     """Load checkpoints into an ensemble, refusing any whose class list differs (naming both files)."""
-    specs, models = [], []
+    loaded = [(path, *load_region_classifier(path, device)) for path in paths]
+    specs = check_classes([(path, spec) for path, spec, _ in loaded], expected_classes)
+    return Ensemble(specs, [model for _, _, model in loaded], bbox_reg=bbox_reg, precision=precision, runtime=runtime)
+
+
+def read_ensemble_specs(paths: Sequence[str | Path], expected_classes: Sequence[str] | None = None) -> list[RegionClassifierSpec]:
+    """The members' specs, checked as :func:`load_ensemble` checks them, without building a network."""
+    return check_classes([(path, read_spec(path, RegionClassifierSpec)) for path in paths], expected_classes)
+
+
+def check_classes(members: Sequence[tuple[str | Path, RegionClassifierSpec]],
+                  expected_classes: Sequence[str] | None = None) -> list[RegionClassifierSpec]:
+    """The specs of ``members`` (path, spec), refusing any whose class list differs from the expected
+    one or, without it, from the first member's (naming both files)."""
     reference, source = (tuple(expected_classes), "the expected class list") if expected_classes is not None else (None, "")
-    for path in paths:
-        spec, model = load_region_classifier(path, device)
+    for path, spec in members:
         if reference is not None and spec.classes != reference:
             raise InputError(path, f"checkpoint classes {list(spec.classes)} differ from {source} {list(reference)}")
         reference, source = spec.classes, f"those of {path}"
-        specs.append(spec)
-        models.append(model)
-    return Ensemble(specs, models, bbox_reg=bbox_reg, precision=precision, runtime=runtime)
+    return [spec for _, spec in members]

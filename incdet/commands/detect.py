@@ -71,9 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _pipeline(args: argparse.Namespace, device: str):
+def _pipeline(args: argparse.Namespace, device: str, load: bool = True):
     """The pipeline the options ask for: from ``--model`` files (default: the shipped ensemble), or from
-    one model bundle folder with the options given explicitly overriding its settings."""
+    one model bundle folder with the options given explicitly overriding its settings (``load``: as
+    :class:`~incdet.pipeline.Pipeline`'s)."""
     from dataclasses import replace
 
     from incdet.bundle import read_bundle
@@ -101,7 +102,7 @@ def _pipeline(args: argparse.Namespace, device: str):
     search = _search(args, bundle.search if bundle else None)
     classes = read_class_list(args.classes) if args.classes else None
     common = {"multibox_settings": multibox_settings, "thresholds": thresholds, "device": device, "precision": args.precision,
-              "runtime": args.runtime}
+              "runtime": args.runtime, "load": load}
     if bundle is None:
         multibox = None if args.no_multibox else args.multibox or (None if args.proposals else DEFAULT_MULTIBOX)
         return Pipeline(models or list(DEMO_REGION_MODELS), multibox, search, classes=classes, bbox_reg=not args.no_bbox_reg,
@@ -152,8 +153,8 @@ def run(args: argparse.Namespace) -> int:
     shard = Shard.parse(args.shard)
     drawing = Drawing(args.draw, args.draw_threshold) if args.draw else None
     DetectionJob.check_outputs(args.out, shard, drawing)
-    # The Ray engine's actors load their own models (on their GPUs); this copy only states the settings.
-    pipeline = _pipeline(args, args.device if args.engine == "local" else "cpu")
+    # The Ray engine's actors build their own networks (on their GPUs); this copy only reads the model files.
+    pipeline = _pipeline(args, args.device if args.engine == "local" else "cpu", load=args.engine == "local")
     job = DetectionJob(args.images, args.out, pipeline, proposals=args.proposals, drawing=drawing,
                        group_size=args.batch_images, shard=shard)
     if job.done:
@@ -177,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"proposals: selective search + MultiBox top-{proposer.multibox_settings.top_n} "
               f"({proposer.multibox_path.name}): {counts['total'] / n:.0f}/image, of which "
               f"{counts['multibox'] / n:.0f} only MultiBox proposed and {counts['both'] / n:.0f} both stages")
-    print("\n".join(_summary_lines(summary, f" ({len(pipeline.ensemble.members)}-model ensemble, classes: {', '.join(pipeline.classes)})")))
+    print("\n".join(_summary_lines(summary, f" ({len(pipeline.specs)}-model ensemble, classes: {', '.join(pipeline.classes)})")))
     if not job.shard.whole:
         print(f"shard {job.shard.index}/{job.shard.count} done in {job.work}; when every shard is done: incdet detect --merge --out {job.out}")
         return 0

@@ -83,10 +83,12 @@ def run(args: argparse.Namespace) -> int:
         from incdet.commands._proposal_report import prepare_multibox
 
         multibox = prepare_multibox(args.multibox, args.top_n, args.dedup_iou, args.baseline)
+    # The Ray engine's actors build their own MultiBox network; this copy only reads the file.
+    local = args.engine == "local"
     if multibox is not None:
-        proposer = Proposer(search, multibox.multibox_file, multibox.settings, args.device)
+        proposer = Proposer(search, multibox.checkpoint, multibox.settings, args.device if local else "cpu", load=local)
     else:
-        proposer = Proposer(search, device=args.device)
+        proposer = Proposer(search, device=args.device if local else "cpu")
     job = ProposalJob(args.images, _store_path(out, shard.suffix), proposer, proposals=args.proposals,
                       group_size=args.batch_images, shard=shard, redo=args.report, keep_sources=args.report)
     if job.done:

@@ -132,7 +132,7 @@ def store_settings(proposer: Proposer, stored: dict[str, str] | None = None) -> 
     training records them, so that both share stores) or the stored proposals they came from, and the
     MultiBox network merged in, if any."""
     settings = proposer.search_settings.to_dict() if stored is None else {"proposals": stored}
-    if proposer.multibox is not None:
+    if proposer.multibox_path is not None:
         settings.update(proposer.settings())
     return settings
 
@@ -161,7 +161,7 @@ class ProposalJob:
             self.store = ProposalStore(check_output_path(store), self.settings)
             self.store.record_job(inputs=inputs_digest(self.records), shard=[shard.index, shard.count], complete=False)
         # MultiBox batches fix the last bits of its boxes, so with it the groups must be fixed too.
-        self.groups = plan_groups(self.records, group_size if proposer.multibox is not None else 1, shard)
+        self.groups = plan_groups(self.records, group_size if proposer.multibox_path is not None else 1, shard)
         self.todo = self.groups if redo else [g for g in self.groups if not all(is_stored(self.store, r) for r in g)]
         self.total = sum(len(g) for g in self.groups)
         self.done = self.total - sum(len(g) for g in self.todo)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from incdet.devices import autocast, resolve_device, resolve_precision
-from incdet.model_file import model_record
-from incdet.multibox.multibox_file import load_multibox
+from incdet.model_file import model_record, read_spec
+from incdet.multibox.multibox_file import MultiBoxSpec, load_multibox
 from incdet.multibox.propose import MultiBoxSettings, merge_multibox, predict_images
 from incdet.proposals.selective_search import search_proposals
 from incdet.proposals.settings import SearchSettings
@@ -26,18 +26,23 @@ from incdet.structures import Proposals
 class Proposer:
     """Stage 1: selective search, and a MultiBox network's top-N boxes merged in when it has one
     (``multibox``: a MultiBox checkpoint, or None for selective search only; ``precision``: what it
-    computes in, as :class:`incdet.pipeline.Pipeline`'s)."""
+    computes in, as :class:`incdet.pipeline.Pipeline`'s; ``load=False``: the MultiBox file read and
+    checked, its network not built, as a driver whose workers build their own needs it)."""
 
     def __init__(self, search: SearchSettings = SearchSettings(), multibox: str | Path | None = None,
                  multibox_settings: MultiBoxSettings = MultiBoxSettings(), device: torch.device | str = "auto",
-                 precision: str = "auto") -> None:
+                 precision: str = "auto", load: bool = True) -> None:
         self.search_settings = search
         # Absolute: an engine's workers may run in another folder.
         self.multibox_path = Path(multibox).absolute() if multibox is not None else None
         self.multibox_settings = multibox_settings
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.precision = resolve_precision(precision, self.device)
-        self.multibox = load_multibox(self.multibox_path, self.device)[1] if multibox is not None else None
+        self.multibox = None
+        if multibox is not None and load:
+            self.multibox = load_multibox(self.multibox_path, self.device)[1]
+        elif multibox is not None:  # described only (load=False): the file is read and checked, no network built
+            read_spec(self.multibox_path, MultiBoxSpec)
 
     def __call__(self, images: Sequence[np.ndarray], proposals: Sequence[Proposals] | None = None) -> list[Proposals]:
         """Proposals of each image: ``proposals`` given (e.g. stored ones) or searched, then MultiBox's merged in."""
