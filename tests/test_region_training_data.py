@@ -138,3 +138,48 @@ def test_a_missing_store_entry_is_a_skip_naming_the_store(data, tmp_path) -> Non
     assert len(dataset[0].labels) == 2
     skipped = dataset[1]
     assert skipped.message == f"{tmp_path / 'partial.db'}: has no proposals for '001.png'"
+
+
+def test_training_and_detection_fit_stored_proposals_alike(data, tmp_path) -> None:
+    """One region path (issue 23): a store row with boxes inside, far outside and wholly outside its image,
+    and a row made for an image of another size, read by region training and by the detector."""
+    from incdet.engine.steps import Loader
+    from incdet.structures import ImageRecord
+
+    split = load_dataset(data["train"])
+    ann = split.annotations[0]
+    path, (width, height) = split.image_path(ann), (ann.width, ann.height)
+    boxes = torch.tensor([[5.0, 5.0, 40.0, 30.0], [-10.0, 10.0, 30.0, 3 * height], [width + 5.0, 0.0, width + 20.0, 10.0]])
+    store = ProposalStore(tmp_path / "p.db", {"search": "test"})
+    store.put(ann.filename, Proposals.from_boxes(boxes), width=width, height=height)
+    store.put(split.annotations[1].filename, Proposals.from_boxes(boxes[:1]), width=width + 1, height=height)
+    store.close()
+    readonly = ProposalStore(tmp_path / "p.db", readonly=True)
+    training = RegionDataset(PackedAnnotations(split.image_dir, split.annotations[:2], split.classes), readonly,
+                             fg_iou=0.5, bbox_iou=0.6, regions_per_image=1000, fg_fraction=0.25)
+    detection = Loader(None, readonly, str(readonly.path))
+    trained = training[0].boxes.tolist()  # the ground truth joins the proposals
+    detected = detection(ImageRecord(path, ann.filename, 0))
+    assert detected.error is None and len(detected.warnings) == 2 and len(detected.boxes) == 2
+    assert sorted(map(tuple, trained)) == sorted(map(tuple, detected.boxes.tolist() + torch.as_tensor(ann.boxes).tolist()))
+    other = split.annotations[1]
+    refused = detection(ImageRecord(split.image_path(other), other.filename, 1)).error
+    assert refused is not None and "were made for a" in refused and refused == training[1].message
+
+
+def test_training_reduces_a_huge_image_as_detection_does(data) -> None:
+    """The huge-image reduction on both paths (issue 23): an image whose regions are all far larger
+    than the crop is box-filtered down before the warp, and training then warps the crops detection does."""
+    from incdet.regions.warp import warp_source
+
+    dataset = _dataset(data, validation_seed=0)[0]
+    common = {"fg_iou": 0.5, "bbox_iou": 0.6, "regions_per_image": 16, "fg_fraction": 0.25, "validation_seed": 0}
+    plain = RegionDataset(dataset.annotations, dataset.store, **common)[0]
+    reduced = RegionDataset(dataset.annotations, dataset.store, crop=(2, 0), **common)[0]  # a 2 px crop: every region is huge
+    assert reduced.image.shape[1] < plain.image.shape[1] and torch.equal(reduced.targets, plain.targets)
+    source = warp_source(plain.image.permute(1, 2, 0).numpy(), plain.boxes, [(2, 0)])
+    assert tuple(reduced.image.shape[1:]) == source.image.shape[:2]
+    torch.testing.assert_close(reduced.boxes, source.boxes)
+    crops = warp_batch(collate_regions([reduced]), 2, 0)
+    expected = warp_image_regions(image_to_tensor(source.image), source.boxes, 2, 0)
+    torch.testing.assert_close(crops, expected, atol=1e-5, rtol=0)

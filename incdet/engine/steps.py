@@ -28,7 +28,6 @@ import cv2
 import numpy as np
 import torch
 
-from incdet.boxes import clip_and_check
 from incdet.errors import InputError
 from incdet.io import atomic_path, file_sha256, read_image
 from incdet.multibox.proposer import Proposer
@@ -36,7 +35,7 @@ from incdet.pipeline import Pipeline
 from incdet.postprocess.draw import draw_detections
 from incdet.proposals.selective_search import search_proposals
 from incdet.proposals.settings import SearchSettings
-from incdet.proposals.store import ProposalStore
+from incdet.proposals.store import ProposalStore, fit_stored
 from incdet.structures import Detections, ImageRecord, ImageResult, Proposals
 from incdet.weights import shipped_file, shipped_name
 
@@ -104,29 +103,21 @@ class Loader:
         return loaded
 
     def _stored(self, loaded: Loaded) -> Proposals:
-        """The image's stored proposals, clipped to it; boxes no clipping can save are dropped and reported."""
+        """The image's stored proposals, fitted to it (:func:`fit_stored`, as region training fits them)."""
         record, (height, width) = loaded.image, loaded.pixels.shape[:2]
+        made_for = (None, None)
         if isinstance(self.stored, ProposalStore):
             entry = self.stored.entry(record.key)
-            if entry is not None and entry.width and entry.height and (entry.width, entry.height) != (width, height):
-                raise InputError(record.path, f"its proposals in {self.stored_name} were made for a {entry.width}x{entry.height} "
-                                              f"image, this one is {width}x{height}")
             proposals = entry.proposals if entry is not None else None
+            made_for = (entry.width, entry.height) if entry is not None else made_for
         else:
             boxes = self.stored.get(record.key)
             proposals = Proposals.from_boxes(boxes) if boxes is not None else None
         if proposals is None:
             raise InputError(record.path, f"no proposals for this image (key {record.key!r}) in {self.stored_name}")
-        boxes = proposals.boxes
-        far = ((boxes[:, :2] < -boxes.new_tensor([width, height])) | (boxes[:, 2:] > 2 * boxes.new_tensor([width, height]))).any(1)
-        clipped, usable = clip_and_check(boxes, width, height)
-        if far.any():
-            loaded.warnings.append(str(InputError(record.path, f"{int(far.sum())} stored proposals reach far outside the "
-                                                               f"{width}x{height} image; clipped to it")))
-        if not usable.all():
-            loaded.warnings.append(str(InputError(record.path, f"{int((~usable).sum())} stored proposals lie outside the "
-                                                               f"{width}x{height} image or are not finite; dropped")))
-        return Proposals(clipped[usable], proposals.source[usable])
+        proposals, warnings = fit_stored(proposals, width, height, record.path, self.stored_name, made_for)
+        loaded.warnings.extend(warnings)
+        return proposals
 
 
 def _name(exc: Exception) -> str:

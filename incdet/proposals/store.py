@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from incdet.boxes import clip_and_check
 from incdet.errors import InputError
 from incdet.structures import Proposals
 
@@ -69,6 +70,25 @@ class StoredProposals:
     height: int | None
     stamp: FileStamp | None
     seconds: float | None
+
+
+def fit_stored(proposals: Proposals, width: int, height: int, path: str | Path, source: str,
+               made_for: tuple[int | None, int | None] = (None, None)) -> tuple[Proposals, list[str]]:
+    """An image's stored proposals (from ``source``, a store or file, made for a ``made_for`` (width,
+    height) image when it says) fitted to the ``width`` x ``height`` image at ``path``, as detection
+    and region training both use them: clipped to it, boxes no clipping can save dropped, each
+    repair a warning line; proposals made for an image of another size are refused (InputError)."""
+    if all(made_for) and tuple(made_for) != (width, height):
+        raise InputError(path, f"its proposals in {source} were made for a {made_for[0]}x{made_for[1]} image, this one is {width}x{height}")
+    boxes, warnings = proposals.boxes, []
+    far = ((boxes[:, :2] < -boxes.new_tensor([width, height])) | (boxes[:, 2:] > 2 * boxes.new_tensor([width, height]))).any(1)
+    clipped, usable = clip_and_check(boxes, width, height)
+    if far.any():
+        warnings.append(str(InputError(path, f"{int(far.sum())} stored proposals reach far outside the {width}x{height} image; clipped to it")))
+    if not usable.all():
+        warnings.append(str(InputError(path, f"{int((~usable).sum())} stored proposals lie outside the {width}x{height} image "
+                                             "or are not finite; dropped")))
+    return Proposals(clipped[usable], proposals.source[usable]), warnings
 
 
 def is_store_path(path: str | Path) -> bool:

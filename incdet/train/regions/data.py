@@ -66,7 +66,7 @@ class RegionDataModule(ResumableDataModule):
         self.stores, self.settings = stores, settings
         self.sampling, self.images_per_batch = sampling, images_per_batch
         self.num_workers, self.proposal_workers, self.seed = num_workers, proposal_workers, seed
-        self.crop = crop  # (input size, context pad): the warp, when the workers do it
+        self.crop = crop  # (input size, context pad): of the warp, wherever it runs
         self.datasets: dict[str, RegionDataset] = {}
 
     def _fill_stores(self) -> None:
@@ -119,7 +119,7 @@ class RegionDataModule(ResumableDataModule):
             store.close()
             packed = PackedAnnotations(data.image_dir, kept, data.classes)
             seed = self.seed if name == "val" else None
-            self.datasets[name] = RegionDataset(packed, store, validation_seed=seed, **self.sampling)
+            self.datasets[name] = RegionDataset(packed, store, validation_seed=seed, crop=self.crop, **self.sampling)
         # The packed arrays replace the per-image records, which forked workers would otherwise copy.
         self.splits = {}
 

@@ -21,11 +21,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from incdet.boxes import clip_and_check, encode_deltas
+from incdet.boxes import encode_deltas
 from incdet.data.records import Annotation
 from incdet.errors import InputError
 from incdet.io import read_image
-from incdet.proposals.store import ProposalStore
+from incdet.proposals.store import ProposalStore, fit_stored
+from incdet.regions.warp import warp_source
 from incdet.regions.labels import BACKGROUND, label_proposals
 from incdet.regions.sampling import sample_regions, validation_regions
 from incdet.transforms import image_to_uint8_tensor
@@ -106,12 +107,15 @@ class RegionDataset(Dataset):
     when there are enough); with ``validation_seed`` every call for an image returns the same regions
     (all foreground plus a seeded background sample in the training ratio), so validation accuracy
     is comparable across epochs. Regions are foreground at IoU >= ``fg_iou``; foreground regions at
-    IoU >= ``bbox_iou`` get regression targets.
+    IoU >= ``bbox_iou`` get regression targets. With ``crop`` (the warp's input size and context pad),
+    an image far larger than its sampled regions need is reduced first, exactly as the detector
+    reduces it (:func:`incdet.regions.warp.warp_source`).
     """
 
     def __init__(self, annotations: PackedAnnotations, store: ProposalStore, *, fg_iou: float, bbox_iou: float,
-                 regions_per_image: int, fg_fraction: float, validation_seed: int | None = None) -> None:
-        self.annotations, self.store = annotations, store
+                 regions_per_image: int, fg_fraction: float, validation_seed: int | None = None,
+                 crop: tuple[int, int] | None = None) -> None:
+        self.annotations, self.store, self.crop = annotations, store, crop
         self.fg_iou, self.bbox_iou = fg_iou, bbox_iou
         self.regions_per_image, self.fg_fraction = regions_per_image, fg_fraction
         self.validation_seed = validation_seed
@@ -126,15 +130,16 @@ class RegionDataset(Dataset):
             if entry is None:
                 raise InputError(self.store.path, f"has no proposals for {key!r}")
             image = read_image(path)
+            height, width = image.shape[:2]
+            ann_width, ann_height = self.annotations.sizes[index]
+            if (ann_width, ann_height) not in ((width, height), (0, 0)):
+                raise InputError(path, f"is {width}x{height} but its annotation says {ann_width}x{ann_height}")
+            # As detection fits them (incdet.engine.steps.Loader); the repairs' warnings are the detector's to report.
+            proposals, _ = fit_stored(entry.proposals, width, height, path, str(self.store.path), (entry.width, entry.height))
         except InputError as exc:  # one bad image or store entry must not stop an epoch
             return SkippedImage(index, str(exc))
-        height, width = image.shape[:2]
-        ann_width, ann_height = self.annotations.sizes[index]
-        if (ann_width, ann_height) not in ((width, height), (0, 0)):
-            return SkippedImage(index, str(InputError(path, f"is {width}x{height} but its annotation says {ann_width}x{ann_height}")))
         gt_boxes, gt_labels = self.annotations.ground_truth(index)
-        boxes, usable = clip_and_check(entry.proposals.boxes, width, height)
-        regions = torch.cat([boxes[usable], gt_boxes])
+        regions = torch.cat([proposals.boxes, gt_boxes])
         match = label_proposals(regions, gt_boxes, gt_labels, self.fg_iou)
         if self.validation_seed is None:
             chosen = sample_regions(match.labels, self.regions_per_image, self.fg_fraction)
@@ -145,7 +150,11 @@ class RegionDataset(Dataset):
         targets = torch.zeros(len(chosen), 4)
         if regress.any():
             targets[regress] = encode_deltas(regions[chosen][regress], gt_boxes[match.gt_index[chosen][regress]])
-        return RegionSample(index, image_to_uint8_tensor(image), regions[chosen], labels, targets, regress)
+        boxes = regions[chosen]
+        if self.crop is not None:  # a huge image whose regions never need its full resolution: reduced, as detection does
+            source = warp_source(image, boxes, [self.crop])
+            image, boxes = source.image, source.boxes  # the targets are relative to each box: they stay
+        return RegionSample(index, image_to_uint8_tensor(image), boxes, labels, targets, regress)
 
 
 def collate_regions(items: list[RegionSample | SkippedImage]) -> RegionBatch:
