@@ -1,9 +1,9 @@
 """What the shipped ensemble and its box regression buy on the demo test split (README: "The recipe").
 
-    python bench/ensemble.py [--models A.pt B.pt ...] [--device cpu] [--split benchmark] [--runtimes torch onnxruntime]
+    python bench/ensemble.py [--models A.pt B.pt ... | --bundle DIR] [--device cpu] [--split benchmark] [--runtimes torch onnxruntime]
 
 Each image's proposals (selective search x2 + the shipped MultiBox top 200, as `incdet detect`
-makes them) are computed once and shared; then every member alone, the ensemble, and the
+makes them; with ``--bundle``, its members and its own MultiBox network) are computed once and shared; then every member alone, the ensemble, and the
 ensemble without box regression classify the same proposals. mAP at IoU 0.5 and 0.7 with the
 ILSVRC rules (`incdet eval`'s evaluator), and seconds per image: classification (warp, networks,
 NMS) of each configuration, and that plus the shared proposals, i.e. what `incdet detect` costs;
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from incdet.bundle import read_bundle
 from incdet.data.dataset import load_dataset
 from incdet.data.demo import generate_demo
 from incdet.evaluate import evaluate_detections
@@ -49,12 +50,17 @@ def measure(pipeline: Pipeline, images: list, proposals: list) -> tuple[list, fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", type=Path, default=list(DEMO_REGION_MODELS))
+    parser.add_argument("--bundle", type=Path, help="a model bundle's members and MultiBox network instead (incdet train detector)")
     parser.add_argument("--demo", type=Path, help="the demo dataset (default: generated into a temporary folder)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--split", default="test", choices=("test", "benchmark"),
                         help="demo split: test (40 images) or benchmark (--benchmark-images, 300 here; one object under 0.2 points)")
     parser.add_argument("--runtimes", nargs="+", default=["auto"], choices=("auto", "torch", "onnxruntime"))
     args = parser.parse_args()
+    multibox = DEMO_MULTIBOX
+    if args.bundle is not None:
+        bundle = read_bundle(args.bundle)
+        args.models, multibox = [Path(m) for m in bundle.members], bundle.multibox
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         demo = args.demo or Path(tmp) / "demo"
@@ -62,7 +68,7 @@ def main() -> None:
             generate_demo(demo, seed=0, counts={"benchmark": BENCHMARK_IMAGES if args.split == "benchmark" else 0})
         split = load_dataset(demo / args.split / "annotations")
         images = [read_image(split.image_path(a)) for a in split.annotations]
-        proposer = Proposer(multibox=DEMO_MULTIBOX, device=args.device)
+        proposer = Proposer(multibox=multibox, device=args.device)
         start = time.perf_counter()
         proposals = [p for i in range(0, len(images), BATCH) for p in proposer(images[i : i + BATCH])]
         propose_s = (time.perf_counter() - start) / len(images)

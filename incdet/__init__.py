@@ -9,7 +9,7 @@ call and ``engine`` runs it over folders of any size; ``data`` reads and makes d
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Pipeline", "Thresholds"]
+__all__ = ["Pipeline", "SelectionSettings"]
 
 
 def __getattr__(name: str) -> Any:

@@ -8,7 +8,7 @@
 ``bundle.json`` (format ``incdet.bundle.v1``) records the class list; per member its file, SHA-256,
 architecture, crop size, context padding and whether it regresses boxes; the MultiBox file, its
 SHA-256 and :class:`MultiBoxSettings` (or null); the selective-search settings; the stage-4
-:class:`Thresholds`; and three free mappings for people: ``recipe`` (how it was trained),
+:class:`SelectionSettings`; and three free mappings for people: ``recipe`` (how it was trained),
 ``provenance`` (data, commit, seeds) and ``results`` (validation mAP per member and of the ensemble).
 
 :func:`write_bundle` writes the whole folder beside its target and renames it into place, so a
@@ -31,11 +31,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from incdet.classify.classifier_file import load_region_classifier
+from incdet.classify.ensemble import check_classes
 from incdet.errors import InputError
 from incdet.io import file_sha256, write_json
 from incdet.multibox.multibox_file import load_multibox
 from incdet.multibox.propose import MultiBoxSettings
-from incdet.postprocess.nms import Thresholds
+from incdet.postprocess.nms import SelectionSettings
 from incdet.proposals.settings import SearchSettings
 
 FORMAT = "incdet.bundle.v1"
@@ -55,7 +56,7 @@ class Bundle:
     multibox: Path | None
     multibox_settings: MultiBoxSettings
     search: SearchSettings
-    thresholds: Thresholds
+    selection: SelectionSettings
     recipe: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
@@ -79,7 +80,7 @@ def write_bundle(
     *,
     search: SearchSettings,
     multibox_settings: MultiBoxSettings = MultiBoxSettings(),
-    thresholds: Thresholds = Thresholds(),
+    selection: SelectionSettings = SelectionSettings(),
     recipe: dict[str, Any] | None = None,
     provenance: dict[str, Any] | None = None,
     results: dict[str, Any] | None = None,
@@ -103,14 +104,7 @@ def write_bundle(
     if not members:
         raise InputError(folder, "a model bundle needs at least one region-classifier model")
 
-    specs, reference = [], None
-    for path in members:
-        spec, _ = load_region_classifier(path)
-        if reference is not None and spec.classes != reference[1].classes:
-            raise InputError(path, f"checkpoint classes {list(spec.classes)} differ from those of {reference[0]} "
-                                   f"{list(reference[1].classes)}")
-        reference = reference or (path, spec)
-        specs.append(spec)
+    specs = check_classes([(path, load_region_classifier(path)[0]) for path in members])
     if multibox is not None:
         load_multibox(multibox)
 
@@ -130,7 +124,7 @@ def write_bundle(
             multibox_record = {"file": MULTIBOX, "sha256": _copy_in(multibox, tmp / MULTIBOX), "settings": asdict(multibox_settings)}
         write_json(tmp / MANIFEST, {
             "format": FORMAT, "classes": list(specs[0].classes), "members": records, "multibox": multibox_record,
-            "search": search.to_dict(), "thresholds": asdict(thresholds), **extras,
+            "search": search.to_dict(), "selection": asdict(selection), **extras,
         })
         _fsync(tmp)
         _move_into_place(tmp, folder)
@@ -172,7 +166,7 @@ def read_bundle(folder: str | Path) -> Bundle:
     if multibox is not None and not isinstance(multibox, dict):
         raise problem("'multibox' must be a mapping or null")
     search = _settings(problem, "search", SearchSettings, data.get("search"))
-    thresholds = _settings(problem, "thresholds", Thresholds, data.get("thresholds"))
+    selection = _settings(problem, "selection", SelectionSettings, data.get("selection"))
     multibox_settings = _settings(problem, "multibox.settings", MultiBoxSettings, multibox.get("settings", {})) if multibox else MultiBoxSettings()
     extras = {}
     for key in ("recipe", "provenance", "results"):
@@ -182,7 +176,7 @@ def read_bundle(folder: str | Path) -> Bundle:
 
     member_paths = [_checked_file(folder, manifest, record, f"members[{i}]") for i, record in enumerate(members)]
     multibox_path = _checked_file(folder, manifest, multibox, "multibox") if multibox else None
-    return Bundle(folder.absolute(), tuple(classes), member_paths, multibox_path, multibox_settings, search, thresholds,
+    return Bundle(folder.absolute(), tuple(classes), member_paths, multibox_path, multibox_settings, search, selection,
                   sha256=hashlib.sha256(text).hexdigest(), **extras)
 
 

@@ -30,7 +30,7 @@ from incdet.errors import InputError
 from incdet.model_file import model_record
 from incdet.multibox.propose import MultiBoxSettings
 from incdet.multibox.proposer import Proposer
-from incdet.postprocess.nms import Thresholds, select_detections  # Thresholds also re-exported from here
+from incdet.postprocess.nms import SelectionSettings, select_detections  # SelectionSettings also re-exported from here
 from incdet.proposals.settings import SearchSettings
 from incdet.regions.warp import warp_source
 from incdet.structures import Detections, Proposals, RegionScores
@@ -69,7 +69,7 @@ class Pipeline:
     """
 
     # What Pipeline.from_bundle's keywords may override: everything but the models themselves.
-    BUNDLE_OVERRIDES = ("multibox", "search", "multibox_settings", "thresholds", "classes", "bbox_reg", "device", "precision", "runtime",
+    BUNDLE_OVERRIDES = ("multibox", "search", "multibox_settings", "selection", "classes", "bbox_reg", "device", "precision", "runtime",
                         "load")
 
     def __init__(
@@ -79,7 +79,7 @@ class Pipeline:
         search: SearchSettings = SearchSettings(),
         *,
         multibox_settings: MultiBoxSettings = MultiBoxSettings(),
-        thresholds: Thresholds = Thresholds(),
+        selection: SelectionSettings = SelectionSettings(),
         classes: Sequence[str] | None = None,
         bbox_reg: bool = True,
         device: str = "auto",
@@ -92,7 +92,7 @@ class Pipeline:
             raise InputError(None, "a pipeline needs at least one region-classifier model")
         multibox = default_multibox(models, multibox)
         self.arguments = {"models": models, "multibox": None if multibox is None else str(multibox.absolute()), "search": search,
-                       "multibox_settings": multibox_settings, "thresholds": thresholds,
+                       "multibox_settings": multibox_settings, "selection": selection,
                        "classes": None if classes is None else list(classes), "bbox_reg": bbox_reg, "device": device, "precision": precision,
                        "runtime": runtime}
         self.device = resolve_device(device)
@@ -102,22 +102,22 @@ class Pipeline:
         self.specs = self.ensemble.specs if load else read_ensemble_specs(models, classes)
         self.bbox_reg = bbox_reg
         self.proposer = Proposer(search, multibox, multibox_settings, self.device, self.precision, load=load)
-        self.thresholds = thresholds
+        self.selection = selection
         self.bundle: Bundle | None = None
 
     @classmethod
     def from_bundle(cls, bundle: str | Path | Bundle, **overrides: Any) -> Pipeline:
         """The detector a model bundle holds: its members, MultiBox network and settings, search
-        settings, thresholds and class list (a folder is read and checked with :func:`read_bundle`).
+        settings, selection settings and class list (a folder is read and checked with :func:`read_bundle`).
         ``overrides`` (any keyword of the constructor but ``models``: ``device``, ``precision``,
-        ``runtime``, ``thresholds``, ``bbox_reg``, ``search``, ``multibox=None`` to drop MultiBox ...) win."""
+        ``runtime``, ``selection``, ``bbox_reg``, ``search``, ``multibox=None`` to drop MultiBox ...) win."""
         unknown = sorted(set(overrides) - set(cls.BUNDLE_OVERRIDES))
         if unknown:
             raise TypeError(f"from_bundle() cannot override {', '.join(unknown)} (it may: {', '.join(cls.BUNDLE_OVERRIDES)})")
         if not isinstance(bundle, Bundle):
             bundle = read_bundle(bundle)
         arguments = {"multibox": bundle.multibox, "search": bundle.search, "multibox_settings": bundle.multibox_settings,
-                     "thresholds": bundle.thresholds, "classes": bundle.classes, **overrides}
+                     "selection": bundle.selection, "classes": bundle.classes, **overrides}
         pipeline = cls(bundle.members, **arguments)
         pipeline.bundle = bundle
         return pipeline
@@ -148,7 +148,7 @@ class Pipeline:
 
     def select(self, proposals: Sequence[Proposals], scores: Sequence[RegionScores]) -> list[Detections]:
         """Stage 4 for each image on the device, then every image's detections to the CPU in one copy."""
-        t = self.thresholds
+        t = self.selection
         found = [select_detections(p, s, t.score_threshold, t.nms_iou, t.max_detections) for p, s in zip(proposals, scores)]
         if not found:
             return []
@@ -158,7 +158,7 @@ class Pipeline:
         """Everything detections depend on besides the proposals' source, as a job records it (and,
         built from a bundle, which bundle: its folder's name and the SHA-256 of its bundle.json)."""
         settings = {"models": [model_record(m) for m in self.arguments["models"]], **self.proposer.settings(),
-                    "thresholds": asdict(self.thresholds), "classes": list(self.classes),
+                    "selection": asdict(self.selection), "classes": list(self.classes),
                     "bbox_reg": self.bbox_reg and any(spec.bbox_reg for spec in self.specs),
                     # As asked: an engine's workers resolve "auto" on their own devices.
                     "precision": self.arguments["precision"], "runtime": self.arguments["runtime"]}

@@ -19,7 +19,7 @@ from incdet.data.demo import generate_demo
 from incdet.errors import InputError
 from incdet.io import read_image
 from incdet.multibox.propose import MultiBoxSettings
-from incdet.pipeline import Pipeline, Thresholds
+from incdet.pipeline import Pipeline, SelectionSettings
 from incdet.proposals.settings import SearchSettings
 from incdet.weights import DEMO_MULTIBOX, DEMO_REGION_MODELS
 
@@ -51,7 +51,7 @@ def tiny(tmp_path):
         paths.append(tmp_path / sub / "model.pt")
         save_region_classifier(paths[-1], TINY, TINY.build().eval())
     return write_bundle(tmp_path / "tiny", paths, None, search=SearchSettings(superpixel_scale=1.0),
-                        thresholds=Thresholds(score_threshold=0.2), recipe={"config": "tiny.yaml"})
+                        selection=SelectionSettings(score_threshold=0.2), recipe={"config": "tiny.yaml"})
 
 
 def test_a_bundle_records_its_files_and_settings(shipped, tiny):
@@ -61,13 +61,13 @@ def test_a_bundle_records_its_files_and_settings(shipped, tiny):
     assert [m["sha256"] for m in manifest["members"]] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in DEMO_REGION_MODELS]
     assert [m["input_size"] for m in manifest["members"]] == [64, 75, 80] and all(m["bbox_reg"] for m in manifest["members"])
     assert manifest["multibox"]["file"] == "multibox.pt" and manifest["multibox"]["settings"]["top_n"] == 200
-    assert manifest["search"] == SearchSettings().to_dict() and manifest["thresholds"]["nms_iou"] == 0.3
+    assert manifest["search"] == SearchSettings().to_dict() and manifest["selection"]["nms_iou"] == 0.3
     assert manifest["results"] == {"val_map": {"ensemble": 0.83}}
     assert shipped.members == [shipped.folder / f"members/{p.name}" for p in DEMO_REGION_MODELS]
     assert shipped.sha256 == hashlib.sha256((shipped.folder / "bundle.json").read_bytes()).hexdigest()
     # Two members named model.pt get unique names; the settings come back as their dataclasses.
     assert [p.name for p in tiny.members] == ["model.pt", "model-2.pt"] and tiny.multibox is None
-    assert tiny == read_bundle(tiny.folder) and tiny.thresholds == Thresholds(score_threshold=0.2)
+    assert tiny == read_bundle(tiny.folder) and tiny.selection == SelectionSettings(score_threshold=0.2)
     assert tiny.search == SearchSettings(superpixel_scale=1.0) and tiny.multibox_settings == MultiBoxSettings()
     assert is_bundle(tiny.folder) and not is_bundle(tiny.folder / "members") and not is_bundle(tiny.folder / "bundle.json")
 
@@ -85,8 +85,8 @@ def test_the_shipped_bundle_detects_exactly_as_the_default_pipeline(shipped, dem
     assert bundled.settings()["bundle"] == {"folder": "shipped", "sha256": shipped.sha256}
     assert "bundle" not in default.settings() and bundled.settings()["models"] == default.settings()["models"]
     # Keywords override the bundle's values; Pipeline(**config) rebuilds the same detector.
-    other = Pipeline.from_bundle(shipped.folder, multibox=None, thresholds=Thresholds(0.5), runtime="torch")
-    assert other.proposer.multibox is None and other.thresholds.score_threshold == 0.5 and other.runtime == "torch"
+    other = Pipeline.from_bundle(shipped.folder, multibox=None, selection=SelectionSettings(0.5), runtime="torch")
+    assert other.proposer.multibox is None and other.selection.score_threshold == 0.5 and other.runtime == "torch"
     assert Pipeline(**other.arguments).settings() == {k: v for k, v in other.settings().items() if k != "bundle"}
     with pytest.raises(TypeError, match="models"):
         Pipeline.from_bundle(shipped.folder, models=DEMO_REGION_MODELS)
@@ -103,7 +103,7 @@ def test_detect_with_the_bundle_writes_what_the_defaults_write(shipped, demo_ima
     records = json.loads(default)
     # The bundle's threshold, not the option's default, unless the option is given.
     strict = write_bundle(tmp_path / "strict", shipped.members, shipped.multibox, search=shipped.search,
-                          thresholds=Thresholds(score_threshold=0.3))
+                          selection=SelectionSettings(score_threshold=0.3))
     assert json.loads(detect("strict", "--model", str(strict.folder))) == [r for r in records if r["score"] > 0.3]
     given = json.loads(detect("given", "--model", str(strict.folder), "--score-threshold", "0.5"))
     assert given == [r for r in records if r["score"] > 0.5] and 0 < len(given) < len(records)

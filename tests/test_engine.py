@@ -178,7 +178,7 @@ def test_resuming_with_other_settings_is_refused(job, tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main(detect_args(job, out, "--shard", "1/3", "--nms-iou", "0.5")) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "other settings: thresholds.nms_iou 0.3 (now 0.5)" in err and "dets.json.shard-1-of-3.parts" in err
+    assert "\n" not in err and "other settings: selection.nms_iou 0.3 (now 0.5)" in err and "dets.json.shard-1-of-3.parts" in err
     rerun = main(detect_args(job, out, "--shard", "1/3"))  # the same settings: nothing left to do
     assert rerun == 0 and "resuming: 4 of 4 images are done" in capsys.readouterr().out
     changed = job["images"] / "a" / "0000.png"  # image 0: in the first group, which shard 1 of 3 holds
@@ -256,9 +256,9 @@ def test_the_local_engine_never_imports_ray(job, tmp_path) -> None:
 def test_a_python_batch_job_writes_what_the_command_writes(job, reference, tmp_path) -> None:
     """``incdet.engine.detect_folder``: the command's job from Python, with the same bytes."""
     from incdet.engine import Execution, detect_folder
-    from incdet.pipeline import Pipeline, Thresholds
+    from incdet.pipeline import Pipeline, SelectionSettings
 
-    pipeline = Pipeline([job["model"]], multibox=None, thresholds=Thresholds(score_threshold=0.3))
+    pipeline = Pipeline([job["model"]], multibox=None, selection=SelectionSettings(score_threshold=0.3))
     summary = detect_folder([job["images"]], tmp_path / "dets.json", pipeline, execution=Execution(workers=1), group_size=2)
     assert summary.images == 8 and not summary.skipped
     assert (tmp_path / "dets.json").read_bytes() == reference

@@ -16,7 +16,7 @@ import pytest
 import skimage.data
 import torch
 
-from incdet import Pipeline, Thresholds
+from incdet import Pipeline, SelectionSettings
 from incdet.classify.classifier_file import load_region_classifier
 from incdet.classify.ensemble import Ensemble
 from incdet.cli import main
@@ -118,6 +118,6 @@ def test_the_ensemble_scores_a_batch_of_images_as_it_scores_each_alone() -> None
 
 
 @pytest.mark.parametrize("bad", [{"score_threshold": 2}, {"nms_iou": 7}, {"max_detections": -1}])
-def test_thresholds_are_checked(bad) -> None:
+def test_selection_settings_are_checked(bad) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):
-        Thresholds(**bad)
+        SelectionSettings(**bad)

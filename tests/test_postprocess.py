@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from incdet.pipeline import Thresholds
+from incdet.pipeline import SelectionSettings
 from incdet.postprocess.coco_results import to_coco_records
 from incdet.postprocess.nms import select_detections
 from incdet.structures import MULTIBOX, SOURCES, Proposals, RegionScores
@@ -34,7 +34,7 @@ def test_default_nms_is_rcnns_0_3():
     above, below = _pair(5.2), _pair(5.6)  # IoU 48/152 = 0.316 and 44/156 = 0.282
     assert _select(above, probs).boxes.tolist() == [[0, 0, 10, 10]]  # suppressed at 0.3 (kept at 0.5)
     assert len(_select(below, probs).scores) == 2  # kept at 0.3 (suppressed at 0.25)
-    assert Thresholds().nms_iou == 0.3  # and the detector's default (what `incdet detect` runs)
+    assert SelectionSettings().nms_iou == 0.3  # and the detector's default (what `incdet detect` runs)
 
 
 def test_top_k_keeps_the_best_scoring_detections_best_first():

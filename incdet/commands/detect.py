@@ -17,7 +17,7 @@ from incdet.errors import InputError
 # The defaults of the options a model bundle also sets. The parser's defaults are None, so that
 # _pipeline knows which ones were given (those override a bundle's values); it fills these in.
 DEFAULTS = {"score_threshold": 0.05, "nms_iou": 0.3, "max_detections": 100, "multibox_top_n": 200}
-THRESHOLD_OPTIONS = ("score_threshold", "nms_iou", "max_detections")
+SELECTION_OPTIONS = ("score_threshold", "nms_iou", "max_detections")
 SEARCH_OPTIONS = ("superpixel_scale", "search_width")  # and --ss-backend, None by default already
 
 
@@ -80,7 +80,7 @@ def _pipeline(args: argparse.Namespace, device: str, load: bool = True):
     from incdet.bundle import read_bundle
     from incdet.data.classes import read_class_list
     from incdet.multibox.propose import MultiBoxSettings
-    from incdet.pipeline import DEFAULT_MULTIBOX, Pipeline, Thresholds
+    from incdet.pipeline import DEFAULT_MULTIBOX, Pipeline, SelectionSettings
     from incdet.weights import DEMO_REGION_MODELS
 
     models = args.model or []
@@ -88,9 +88,9 @@ def _pipeline(args: argparse.Namespace, device: str, load: bool = True):
     if folders and len(models) > 1:
         raise InputError(folders[0], "a model bundle is a whole detector: give it as the only --model, not with other models")
     bundle = read_bundle(folders[0]) if folders else None
-    given = {name: getattr(args, name) for name in THRESHOLD_OPTIONS if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in SELECTION_OPTIONS if getattr(args, name) is not None}
     try:
-        thresholds = replace(bundle.thresholds if bundle else Thresholds(*(DEFAULTS[name] for name in THRESHOLD_OPTIONS)), **given)
+        selection = replace(bundle.selection if bundle else SelectionSettings(*(DEFAULTS[name] for name in SELECTION_OPTIONS)), **given)
         multibox_settings = bundle.multibox_settings if bundle else MultiBoxSettings(top_n=DEFAULTS["multibox_top_n"])
         if args.multibox_top_n is not None:
             multibox_settings = replace(multibox_settings, top_n=args.multibox_top_n)
@@ -101,7 +101,7 @@ def _pipeline(args: argparse.Namespace, device: str, load: bool = True):
         raise InputError(None, f"--draw-threshold must be in [0, 1], got {args.draw_threshold}")
     search = _search(args, bundle.search if bundle else None)
     classes = read_class_list(args.classes) if args.classes else None
-    common = {"multibox_settings": multibox_settings, "thresholds": thresholds, "device": device, "precision": args.precision,
+    common = {"multibox_settings": multibox_settings, "selection": selection, "device": device, "precision": args.precision,
               "runtime": args.runtime, "load": load}
     if bundle is None:
         multibox = None if args.no_multibox else args.multibox or (None if args.proposals else DEFAULT_MULTIBOX)

@@ -3,7 +3,7 @@
 ``OUT.parts/`` (``OUT.shard-I-of-N.parts/`` for a shard) holds
 
 - ``manifest.json``: the settings the results are made with (models by SHA-256, proposals,
-  thresholds, group size), the input list's digest and the shard. Resuming with anything else is
+  selection settings, group size), the input list's digest and the shard. Resuming with anything else is
   refused with one line, never silently mixed;
 - ``part-NNNNN.jsonl``: one file per run, one line per image (``image_id``, ``key``, the image
   file's size and mtime, its COCO-results records or why it was skipped), a group's lines written

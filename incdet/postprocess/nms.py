@@ -1,5 +1,5 @@
-"""Per-class NMS, score threshold and top-k over an image's scored regions, and :class:`Thresholds`,
-the three numbers that control them (a detector's settings, as a model bundle records them)."""
+"""Per-class NMS, score threshold and top-k over an image's scored regions, and :class:`SelectionSettings`,
+the three settings that control them (a detector's settings, as a model bundle records them)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ RCNN_NMS_IOU = 0.3  # R-CNN's greedy per-class NMS threshold
 
 
 @dataclass(frozen=True)
-class Thresholds:
+class SelectionSettings:
     """Stage 4: candidates above ``score_threshold``, per-class NMS at ``nms_iou``, the best
     ``max_detections`` per image (R-CNN's values by default)."""
 
