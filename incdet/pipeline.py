@@ -15,6 +15,7 @@ device. Boxes are float32 (N, 4) ``(x1, y1, x2, y2)`` pixels of the image as giv
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -37,13 +38,19 @@ from incdet.structures import Detections, Proposals, RegionScores
 from incdet.transforms import image_to_tensor
 from incdet.weights import DEMO_MULTIBOX, DEMO_REGION_MODELS
 
-DEFAULT_MULTIBOX = "default"  # the shipped MultiBox network when the shipped region models are used
+class Shipped(enum.Enum):
+    """A default that stands for a file shipped with incdet: no path a user gives can be mistaken for it."""
+
+    MULTIBOX = "the shipped MultiBox network when the shipped region models are used"
 
 
-def default_multibox(models: Sequence[str | Path], multibox: str | Path | None) -> Path | None:
+DEFAULT_MULTIBOX = Shipped.MULTIBOX
+
+
+def default_multibox(models: Sequence[str | Path], multibox: str | Path | Shipped | None) -> Path | None:
     """The MultiBox network ``multibox`` names: :data:`DEFAULT_MULTIBOX` is the shipped one when the
     region models are the shipped ones (it was trained on the same demo data) and it exists."""
-    if multibox != DEFAULT_MULTIBOX:
+    if multibox is not DEFAULT_MULTIBOX:
         return Path(multibox) if multibox is not None else None
     shipped = [Path(m).resolve() for m in models] == [m.resolve() for m in DEMO_REGION_MODELS]
     return DEMO_MULTIBOX if shipped and DEMO_MULTIBOX.is_file() else None
@@ -55,12 +62,12 @@ class Pipeline:
 
     ``models``: region-classifier checkpoints (an ensemble; default the shipped demo ensemble of three,
     ``incdet.weights.DEMO_REGION_MODELS``);
-    ``multibox``: a MultiBox checkpoint, None for selective search only, or ``"default"`` (the
+    ``multibox``: a MultiBox checkpoint, None for selective search only, or :data:`DEFAULT_MULTIBOX` (the
     shipped network with the shipped models, else none); ``classes``: refuse models trained on
     another class list; ``bbox_reg``: move boxes with the regressors of the models that have one;
     ``precision``: fp32, bf16 or fp16 autocast for the networks (``auto``: bf16 on a GPU that has
     it, fp32 on the CPU); ``runtime``: what runs the region classifiers, torch or onnxruntime
-    (``auto``: onnxruntime for fp32 on the CPU, where it is faster). ``arguments`` keeps the arguments, model paths made absolute and ``"default"``
+    (``auto``: onnxruntime for fp32 on the CPU, where it is faster). ``arguments`` keeps the arguments, model paths made absolute and :data:`DEFAULT_MULTIBOX`
     resolved, so ``Pipeline(**p.arguments)`` builds the same pipeline in another process and folder.
     :meth:`from_bundle` builds one from a model bundle (:mod:`incdet.bundle`), kept as ``bundle``.
     ``load=False``: read and check the model files but build no network (``ensemble`` and the
@@ -75,7 +82,7 @@ class Pipeline:
     def __init__(
         self,
         models: Sequence[str | Path] = DEMO_REGION_MODELS,
-        multibox: str | Path | None = DEFAULT_MULTIBOX,
+        multibox: str | Path | Shipped | None = DEFAULT_MULTIBOX,
         search: SearchSettings = SearchSettings(),
         *,
         multibox_settings: MultiBoxSettings = MultiBoxSettings(),

@@ -156,6 +156,7 @@ def test_detect_uses_the_shipped_multibox_only_by_default_for_the_demo_model() -
     assert default_multibox(["mine.pt"], DEFAULT_MULTIBOX) is None
     expected = DEMO_MULTIBOX if DEMO_MULTIBOX.is_file() else None
     assert default_multibox(DEMO_REGION_MODELS, DEFAULT_MULTIBOX) == expected
+    assert default_multibox(DEMO_REGION_MODELS, "default") == Path("default")  # a file of that name is a file, not the default
 
 
 def test_multibox_boxes_are_merged_into_given_proposals(tiny_set) -> None:
