@@ -1,33 +1,19 @@
-"""``incdet propose --multibox/--report``: the MultiBox job checked before the slow search, where each
-merged box came from (``NAME.sources.json``), and the mean box counts per source."""
+"""``incdet propose --multibox/--report``: the MultiBox job checked before the slow search, and the
+mean box counts per source."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from incdet.errors import InputError
-from incdet.io import write_text
 from incdet.multibox.multibox_file import load_multibox
 from incdet.multibox.propose import MultiBoxSettings
 from incdet.proposals.files import load_proposals
-from incdet.structures import SOURCES, Proposals
+from incdet.structures import SOURCES
 from incdet.weights import DEMO_MULTIBOX
-
-
-def sources_path(out: Path) -> Path:
-    """Where the provenance of ``out``'s merged boxes is written: ``NAME.sources.json`` beside it."""
-    return out.with_name(f"{out.stem}.sources.json")
-
-
-def write_sources(path: Path, merged: Mapping[str, Proposals]) -> None:
-    """``{image key: {"counts": {...}, "source": [one of SOURCES per box, in box order]}}``, one image a line."""
-    lines = [f"{json.dumps(key)}: {json.dumps({'counts': p.counts(), 'source': p.source_names()})}" for key, p in merged.items()]
-    write_text(path, "{\n" + ",\n".join(lines) + "\n}\n")
 
 
 def describe_counts(counts: list[dict[str, int]]) -> str:

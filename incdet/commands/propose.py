@@ -166,8 +166,7 @@ def _report(args, out: Path, store, present, by_source, job, dataset) -> None:
 
 
 def _export(out: Path, store, keys: list[str], merged: bool) -> None:
-    from incdet.commands._proposal_report import sources_path, write_sources
-    from incdet.proposals.files import save_proposals
+    from incdet.proposals.files import save_proposals, sources_path, write_sources
 
     save_proposals(out, {key: store[key].boxes.numpy() for key in keys})
     if merged:

@@ -1,7 +1,8 @@
 """Flat proposal files, for exchanging boxes with other tools: ``.npz`` (one float32 (N, 4) xyxy
 array per image key, compact) or ``.json`` (``{key: [[x1, y1, x2, y2], ...]}``, readable anywhere).
 
-They are read and written whole, so incdet's own runs keep proposals in the per-image
+A merged set's provenance (which stage proposed each box) goes beside such a file as
+``NAME.sources.json`` (:func:`write_sources`). They are read and written whole, so incdet's own runs keep proposals in the per-image
 :class:`incdet.proposals.store.ProposalStore`; these files are an import and export format.
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from incdet.errors import InputError
 from incdet.io import atomic_path, write_text
+from incdet.structures import Proposals
 
 SUFFIXES = (".npz", ".json")
 
@@ -80,3 +82,14 @@ def load_proposals(path: str | Path) -> dict[str, np.ndarray]:
         if not isinstance(raw, dict):
             raise InputError(path, "expected a JSON object {file_name: [[x1, y1, x2, y2], ...]}")
     return {name: _checked_boxes(path, name, value) for name, value in raw.items()}
+
+
+def sources_path(out: Path) -> Path:
+    """Where the provenance of ``out``'s merged boxes is written: ``NAME.sources.json`` beside it."""
+    return out.with_name(f"{out.stem}.sources.json")
+
+
+def write_sources(path: Path, merged: Mapping[str, Proposals]) -> None:
+    """``{image key: {"counts": {...}, "source": [one of SOURCES per box, in box order]}}``, one image a line."""
+    lines = [f"{json.dumps(key)}: {json.dumps({'counts': p.counts(), 'source': p.source_names()})}" for key, p in merged.items()]
+    write_text(path, "{\n" + ",\n".join(lines) + "\n}\n")
