@@ -84,9 +84,12 @@ def write_bundle(
     recipe: dict[str, Any] | None = None,
     provenance: dict[str, Any] | None = None,
     results: dict[str, Any] | None = None,
+    names: Sequence[str] | None = None,
 ) -> Bundle:
     """Write a bundle of the region classifiers ``members`` (one ensemble: one class list) and the
     MultiBox network ``multibox`` (or None) at ``folder``, and return it as :func:`read_bundle` does.
+    The members are ``members/<name>.pt`` in it: ``names`` (e.g. a recipe's member names), by default
+    their files' stems, numbered where two are alike.
 
     Every model file is loaded once (a broken one is refused now, not when someone detects with the
     bundle) and copied in. The folder is written complete beside ``folder`` and renamed into place:
@@ -108,7 +111,9 @@ def write_bundle(
     if multibox is not None:
         load_multibox(multibox)
 
-    names = _unique_stems(members)
+    names = _unique_stems([f"{name}.pt" for name in names] if names is not None else members)
+    if len(names) != len(members):
+        raise ValueError(f"{len(names)} names for {len(members)} members")
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Hidden and beside the target (same file system, so the rename is atomic); named after its writer.
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-{os.getpid()}-", dir=folder.parent))

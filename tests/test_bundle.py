@@ -70,6 +70,8 @@ def test_a_bundle_records_its_files_and_settings(shipped, tiny):
     assert tiny == read_bundle(tiny.folder) and tiny.selection == SelectionSettings(score_threshold=0.2)
     assert tiny.search == SearchSettings(superpixel_scale=1.0) and tiny.multibox_settings == MultiBoxSettings()
     assert is_bundle(tiny.folder) and not is_bundle(tiny.folder / "members") and not is_bundle(tiny.folder / "bundle.json")
+    named = write_bundle(tiny.folder.with_name("named"), tiny.members, None, search=tiny.search, names=["first", "second"])
+    assert [p.name for p in named.members] == ["first.pt", "second.pt"]  # as a recipe names its members
 
 
 def test_the_shipped_bundle_detects_exactly_as_the_default_pipeline(shipped, demo_images):

@@ -296,7 +296,8 @@ class DetectorJob:
         provenance = {"train": str(self.train_ann.resolve()), "val": str(self.val_ann.resolve()), "commit": _commit(),
                       "seeds": {name: m.seed for name, m in self.members.items()}, "init": {a: str(p) for a, p in self.init.items()}}
         write_bundle(self.out / "bundle", members, multibox, search=self.recipe.proposals,
-                     recipe=json.loads(json.dumps(asdict(self.recipe))), provenance=provenance, results=results)
+                     recipe=json.loads(json.dumps(asdict(self.recipe))), provenance=provenance, results=results,
+                     names=list(self.members))
 
     def evaluate(self, models: list[Path], multibox: Path | None) -> dict[str, float]:
         """Val mAP@0.5 and @0.7 (ILSVRC rules) of the detector of ``models`` (+ ``multibox``) on the stored val proposals."""
