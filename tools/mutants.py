@@ -90,8 +90,10 @@ MUTANTS = (
            ("tests/test_ensemble_members.py",)),
     Mutant("ensemble-wrong-image", "incdet/classify/ensemble.py", "warp_image_regions(images[i], ",
            "warp_image_regions(images[0], ", ("tests/test_ensemble_members.py",)),
-    Mutant("ensemble-loads-first-model-only", "incdet/classify/ensemble.py", "    for path in paths:\n",
-           "    for path in paths[:1]:\n", ("tests/test_detect_cli.py::test_detect_with_stored_proposals_and_an_ensemble",)),
+    Mutant("ensemble-loads-first-model-only", "incdet/classify/ensemble.py",
+           "    loaded = [(path, *load_region_classifier(path, device)) for path in paths]\n",
+           "    loaded = [(path, *load_region_classifier(path, device)) for path in paths[:1]]\n",
+           ("tests/test_detect_cli.py::test_detect_with_stored_proposals_and_an_ensemble",)),
     # Box regression at inference: each regressing member's deltas decoded on the proposals, the mean over
     # the members that regress, clipped to the image.
     Mutant("bbox-deltas-not-applied", "incdet/classify/ensemble.py", "decode_deltas(deltas, flat[start : start + len(crops)])",

@@ -108,7 +108,7 @@ class RegionDataset(Dataset):
     (all foreground plus a seeded background sample in the training ratio), so validation accuracy
     is comparable across epochs. Regions are foreground at IoU >= ``fg_iou``; foreground regions at
     IoU >= ``bbox_iou`` get regression targets. With ``crop`` (the warp's input size and context pad),
-    an image far larger than its sampled regions need is reduced first, exactly as the detector
+    an image far larger than its regions need is reduced first, exactly as the detector
     reduces it (:func:`incdet.regions.warp.warp_source`).
     """
 
@@ -151,9 +151,12 @@ class RegionDataset(Dataset):
         if regress.any():
             targets[regress] = encode_deltas(regions[chosen][regress], gt_boxes[match.gt_index[chosen][regress]])
         boxes = regions[chosen]
-        if self.crop is not None:  # a huge image whose regions never need its full resolution: reduced, as detection does
-            source = warp_source(image, boxes, [self.crop])
-            image, boxes = source.image, source.boxes  # the targets are relative to each box: they stay
+        if self.crop is not None:
+            # A huge image none of whose regions needs its full resolution: reduced, as detection reduces it.
+            # Decided on all its regions, as detection decides on all its proposals, so both reduce the same
+            # images; the targets are relative to each box, so they stay.
+            source = warp_source(image, regions, [self.crop])
+            image, boxes = source.image, source.boxes[chosen]
         return RegionSample(index, image_to_uint8_tensor(image), boxes, labels, targets, regress)
 
 
