@@ -31,7 +31,7 @@ class Constant(nn.Module):
 
 def test_ensemble_averages_softmax_over_models() -> None:
     data = ClassificationSet(["a", "b", "c"], np.ones(5, dtype=np.int64), "three", pixels=np.zeros((5, 10, 14, 3), np.uint8))
-    spec = BackboneSpec("googlenet", ("a", "b", "c"), 8)
+    spec = BackboneSpec("googlenet", ("a", "b", "c"), 8, low_res=True)  # 8 px: the smallest input low_res accepts
     first, second = Constant([0.6, 0.4, 1e-9]), Constant([1e-9, 0.45, 0.55])  # each alone is wrong about class b
     rows = evaluate_backbones([("first", spec, first), ("second", spec, second)], data, [1, 10])
     table = {(r.name, r.crops): (r.top1, r.top5, r.cost, r.images) for r in rows}

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -67,3 +69,20 @@ def test_ensemble_averages_member_softmax(tmp_path):
     assert torch.allclose(probs.sum(1), torch.ones(3))
     small_batches = Ensemble(ensemble.specs, list(ensemble.members), batch_size=2)
     assert torch.allclose(small_batches([image], [boxes])[0].probs, probs, atol=1e-6)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"classes": ("cat", "cat")}, "classes must be a non-empty list of distinct class names"),
+    ({"classes": ()}, "classes must be a non-empty list of distinct class names"),
+    ({"input_size": 16}, "input_size 16 is below the 32 px googlenet accepts"),
+    ({"arch": "resnet"}, "unknown architecture 'resnet'"),
+    ({"width": 0.0}, "width must be positive, got 0.0"),
+])
+def test_backbone_and_region_classifier_files_check_their_specs_alike(fields, message) -> None:
+    """One check for both kinds of network file (issue 23: the backbone's had drifted)."""
+    from incdet.nets.backbone_file import BackboneSpec
+
+    common = {"arch": "googlenet", "classes": ("cat", "cow"), "input_size": 32, **fields}
+    for spec_type, extra in ((BackboneSpec, {}), (RegionClassifierSpec, {"context_pad": 2})):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            spec_type(**common, **extra).validate()  # as loading a file does

@@ -15,8 +15,7 @@ from torch import nn
 
 from incdet.classify.model import RegionClassifier
 from incdet.model_file import ModelSpec, load_model, save_model
-from incdet.nets import ARCH_NAMES
-from incdet.nets.factory import build_classifier, min_input_size
+from incdet.nets.factory import build_classifier, check_network_fields
 
 
 @dataclass(frozen=True)
@@ -39,17 +38,9 @@ class RegionClassifierSpec(ModelSpec):
         return len(self.classes) + 1
 
     def validate(self) -> None:
-        if self.arch not in ARCH_NAMES:
-            raise ValueError(f"unknown architecture {self.arch!r} (known: {', '.join(ARCH_NAMES)})")
-        if not self.classes or not all(isinstance(c, str) and c for c in self.classes) or len(set(self.classes)) != len(self.classes):
-            raise ValueError("classes must be a non-empty list of distinct class names")
-        smallest = min_input_size(self.arch, self.low_res)
-        if self.input_size < smallest:
-            raise ValueError(f"input_size {self.input_size} is below the {smallest} px {self.arch} accepts")
+        check_network_fields(self.arch, self.classes, self.input_size, self.width, self.low_res)
         if not 0 <= 2 * self.context_pad < self.input_size:
             raise ValueError(f"context_pad {self.context_pad} leaves no room in a {self.input_size} px crop")
-        if self.width <= 0:
-            raise ValueError(f"width must be positive, got {self.width}")
 
     def build(self) -> RegionClassifier:
         net = build_classifier(self.arch, self.num_outputs, width=self.width, low_res=self.low_res)

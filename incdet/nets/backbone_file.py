@@ -15,8 +15,7 @@ from torch import nn
 
 from incdet.io import atomic_path
 from incdet.model_file import ModelSpec, load_model, save_model
-from incdet.nets import ARCH_NAMES
-from incdet.nets.factory import ARCHS, build_classifier
+from incdet.nets.factory import ARCHS, build_classifier, check_network_fields
 
 
 @dataclass(frozen=True)
@@ -33,10 +32,7 @@ class BackboneSpec(ModelSpec):
     low_res: bool = False
 
     def validate(self) -> None:
-        if self.arch not in ARCH_NAMES:
-            raise ValueError(f"unknown architecture {self.arch!r} (known: {', '.join(ARCH_NAMES)})")
-        if not self.classes or self.input_size < 1 or self.width <= 0:
-            raise ValueError("a backbone needs classes, a positive input_size and a positive width")
+        check_network_fields(self.arch, self.classes, self.input_size, self.width, self.low_res)
 
     def build(self, aux_logits: bool = False, dropout: float | None = None) -> nn.Module:
         return build_classifier(self.arch, len(self.classes), width=self.width, low_res=self.low_res, aux_logits=aux_logits, dropout=dropout)

@@ -81,6 +81,21 @@ def min_input_size(arch: str, low_res: bool = False) -> int:
     return ARCHS[arch].MIN_INPUT_SIZE[low_res]
 
 
+def check_network_fields(arch: str, classes: tuple[str, ...], input_size: int, width: float, low_res: bool) -> None:
+    """What the spec of every network file must hold (a backbone's and a region classifier's alike):
+    a known architecture, distinct non-empty class names, an input it accepts, a positive width.
+    ValueError says which."""
+    if arch not in ARCH_NAMES:
+        raise ValueError(f"unknown architecture {arch!r} (known: {', '.join(ARCH_NAMES)})")
+    if not classes or not all(isinstance(c, str) and c for c in classes) or len(set(classes)) != len(classes):
+        raise ValueError("classes must be a non-empty list of distinct class names")
+    smallest = min_input_size(arch, low_res)
+    if input_size < smallest:
+        raise ValueError(f"input_size {input_size} is below the {smallest} px {arch} accepts")
+    if width <= 0:
+        raise ValueError(f"width must be positive, got {width}")
+
+
 class LoadedWeights(NamedTuple):
     """What ``load_backbone_weights`` left out: model keys kept at their initial values, file keys unused."""
 
