@@ -31,6 +31,7 @@ from incdet.io import check_output_path, collect_images, file_sha256
 from incdet.multibox.proposer import Proposer
 from incdet.pipeline import Pipeline
 from incdet.proposals.files import load_proposals
+from incdet.proposals.settings import SearchSettings
 from incdet.proposals.store import FileStamp, ProposalStore, is_store_path
 from incdet.structures import ImageRecord, ImageResult, SkipReport
 
@@ -45,6 +46,15 @@ def open_stored(path: str | Path) -> tuple[Stored, dict[str, str]]:
         stored = ProposalStore(path, readonly=True)
         return stored, {"file": path.name, **stored.identity()}
     return load_proposals(path), {"file": path.name, "sha256": file_sha256(path)}
+
+
+def _loader(proposals: str | Path | None, search: SearchSettings) -> tuple[Loader, dict[str, str] | None]:
+    """The worker half of a job: stored ``proposals`` read per image (and how the job records them),
+    else selective search with ``search`` (recorded by the job itself: None)."""
+    if not proposals:
+        return Loader(search), None
+    stored, record = open_stored(proposals)
+    return Loader(None, stored, str(proposals)), record
 
 
 def _records(images: Sequence[str | Path | ImageRecord]) -> list[ImageRecord]:
@@ -70,8 +80,8 @@ class DetectionJob:
         self.out, self.work = self.check_outputs(out, shard, drawing)
         self.shard, self.pipeline, self.drawing = shard, pipeline, drawing
         records = _records(images)
-        stored, record = open_stored(proposals) if proposals else (None, {"search": pipeline.proposer.search_settings.to_dict()})
-        self.loader = Loader(None if stored is not None else pipeline.proposer.search_settings, stored, str(proposals))
+        self.loader, record = _loader(proposals, pipeline.proposer.search_settings)
+        record = record or {"search": pipeline.proposer.search_settings.to_dict()}
         self.settings = {**pipeline.settings(), "proposals": record, "group_size": group_size,
                          "drawing": {"folder": str(drawing.folder.resolve()), "threshold": drawing.threshold} if drawing else None}
         self.folder = WorkFolder.open(self.work, self.settings, records, shard)
@@ -151,8 +161,7 @@ class ProposalJob:
             raise InputError(None, f"--batch-images must be at least 1, got {group_size}")
         self.proposer, self.keep_sources = proposer, keep_sources
         self.records = _records(images)
-        stored, record = open_stored(proposals) if proposals else (None, None)
-        self.loader = Loader(None if stored is not None else proposer.search_settings, stored, str(proposals))
+        self.loader, record = _loader(proposals, proposer.search_settings)
         self.settings = store_settings(proposer, record)
         self.owns_store = not isinstance(store, ProposalStore)
         if isinstance(store, ProposalStore):
