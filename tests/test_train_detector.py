@@ -163,3 +163,14 @@ def test_bad_input_is_refused_before_any_step(demo, tmp_path, capsys, problem, m
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("incdet: error: ") and message in err, err
     assert not (tmp_path / "out" / "steps").exists() and not (tmp_path / "out" / "proposals").exists()
+
+
+def test_a_recipe_name_is_the_shipped_recipe_even_beside_a_folder_of_that_name(tmp_path, monkeypatch) -> None:
+    # The README makes the data folder `demo/`, then runs `--recipe demo` beside it.
+    from incdet.train.detector import recipe_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()
+    assert recipe_path("demo") == REPO / "configs" / "recipes" / "demo.yaml"
+    (tmp_path / "mine").write_text("members: []\n")
+    assert recipe_path("mine") == Path("mine")  # a file of that name is a recipe file

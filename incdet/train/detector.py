@@ -73,9 +73,10 @@ class Recipe:
 
 
 def recipe_path(name: str | Path) -> Path:
-    """A recipe file, or the name of a shipped one (``quick``, ``demo``, ``paper``, ``voc``)."""
+    """A recipe file, or the name of a shipped one (``quick``, ``demo``, ``paper``, ``voc``). A file of
+    that name wins; a folder does not (``--recipe demo`` beside the ``demo/`` data folder is the recipe)."""
     path = Path(name)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if path.suffix in (".yaml", ".yml") or path.is_file():
         return path
     shipped = RECIPES / f"{name}.yaml"
     if not shipped.is_file():
