@@ -109,8 +109,9 @@ def test_a_model_file_that_differs_on_a_node_is_refused_in_one_line(cluster, job
 
 def test_model_files_are_sent_by_path_or_shipped_name_and_checked_where_loaded(tmp_path) -> None:
     shipped = ModelFile.of(DEMO_REGION_MODELS[0], file_sha256(DEMO_REGION_MODELS[0]))
-    assert (shipped.path, shipped.shipped) == (DEMO_REGION_MODELS[0].name, True)  # not this install's path
-    assert shipped.local("node-a") == WEIGHTS_DIR / DEMO_REGION_MODELS[0].name
+    name = DEMO_REGION_MODELS[0].relative_to(WEIGHTS_DIR).as_posix()  # demo/members/NAME.pt: not this install's path
+    assert (shipped.path, shipped.shipped) == (name, True)
+    assert shipped.local("node-a") == DEMO_REGION_MODELS[0]
     copy = tmp_path / "model.pt"
     shutil.copy(DEMO_REGION_MODELS[0], copy)
     other = ModelFile.of(copy, file_sha256(copy))
