@@ -5,8 +5,9 @@ driver, the local engine's detections and proposals exactly, and a model file wh
 on a node refused in one line.
 
 Six small demo images, one shipped model and no MultiBox (but for one propose run) keep each run to
-seconds; the cluster (a head and a second node, one CPU each: the actor on one, searches on the
-other) is started once for the module."""
+seconds; the cluster (a head and a second node, one CPU each: an actor searching and classifying on
+each, or in the GPU layout the actor on one and search tasks on the other) is started once for the
+module."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ray.cluster_utils import Cluster
 import incdet.pipeline
 from incdet.cli import main
 from incdet.data.demo import generate_demo
+from incdet.engine import ray_engine
 from incdet.engine.ray_engine import MAX_BLOCKS, _blocks
 from incdet.engine.steps import ModelFile
 from incdet.errors import InputError
@@ -74,6 +76,17 @@ def test_detect_on_the_cluster_gives_the_local_engines_detections_and_drawings(c
     drawn = sorted(p.name for p in Path("local_drawn").iterdir())
     assert len(drawn) == 6 and sorted(p.name for p in Path("ray_drawn").iterdir()) == drawn
     assert all((Path("ray_drawn") / name).read_bytes() == (Path("local_drawn") / name).read_bytes() for name in drawn)
+
+
+def test_the_gpu_layout_search_tasks_then_classifier_actors_gives_the_local_engines_detections(cluster, job, monkeypatch) -> None:
+    # On GPUs the searches run as CPU tasks and the actors only classify: that layout, its actors on a CPU.
+    monkeypatch.chdir(job)
+    monkeypatch.setattr(ray_engine, "_on_gpus", lambda device, resources: True)
+    monkeypatch.setattr(ray_engine, "GPU_ACTOR", {"device": "cpu", "num_gpus": 0})
+    args = ["detect", "images", "--model", _relative(DEMO_REGION_MODELS[0]), "--no-multibox", "--batch-images", "2", "--workers", "1"]
+    assert main([*args, "--out", "split_local.json"]) == 0
+    assert main(_on_ray(cluster, *args, "--out", "split_ray.json")) == 0
+    assert Path("split_ray.json").read_bytes() == Path("split_local.json").read_bytes()
 
 
 def test_propose_and_detect_from_a_stored_file_on_the_cluster_equal_the_local_engine(cluster, job, monkeypatch) -> None:

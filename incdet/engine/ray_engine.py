@@ -1,8 +1,14 @@
 """The Ray Data engine: the same two halves as the local engine, as Ray Data operators.
 
-    groups --map(load_group, num_cpus=1)--> decoded images + proposals   (CPU tasks)
-           --map_batches(StepActor, num_cpus=1 and num_gpus=1 each on GPUs)--> results   (actors: models loaded once)
-           --iter_rows() on the driver--> the same work folder or proposal store as a local run
+    on GPUs:  groups --map(load_group, num_cpus=1)--> decoded images + proposals   (CPU tasks)
+                     --map_batches(StepActor, num_gpus=1 each)--> results   (actors: models loaded once)
+    on CPUs:  groups --map_batches(StepActor with the loader, num_cpus=1 each)--> results
+              then   --iter_rows() on the driver--> the same work folder or proposal store as a local run
+
+On CPUs each actor searches its group and classifies it on its own core. Split into search tasks
+and a classifier actor, as on GPUs, the actor's core is the bottleneck (the classifiers cost more
+than the search) while the search cores wait for it: measured 0.80x the local engine on 2 cores
+(bench/detect.py --sections ray).
 
 A row is one group (see :mod:`incdet.engine.plan`), so each actor batch is exactly the group a
 local run would form and the results are the same. Ray streams the operators with backpressure,
@@ -27,6 +33,8 @@ from incdet.structures import ImageRecord, ImageResult
 SEARCH_MEMORY = 2**30  # bytes reserved per selective-search task (its worker process included)
 GROUPS_PER_BLOCK = 4  # a search task takes a few groups (half a minute of work): scheduling costs nothing next to it
 MAX_BLOCKS = 10_000  # what the driver tracks, however many images: 1M images in groups of 8 are 125k groups
+# What a classifier actor asks for on GPUs (tests/test_ray_cluster.py runs that layout on CPUs with device cpu, 0 GPUs).
+GPU_ACTOR = {"device": "cuda", "num_gpus": 1}
 
 
 def _load_group(row: dict[str, Any], loader: Loader) -> dict[str, Any]:
@@ -36,22 +44,30 @@ def _load_group(row: dict[str, Any], loader: Loader) -> dict[str, Any]:
 
 class _StepActor:
     """Loads the models once per actor (each checked against the job's SHA-256); each call runs the
-    step on one group. A refusal travels back as a row's ``refused`` line: Ray cannot carry an
-    InputError itself (it does not rebuild one from its message)."""
+    step on one group, loading it first when given the ``loader`` (rows of records, not of loaded
+    images). A refusal travels back as a row's ``refused`` line: Ray cannot carry an InputError
+    itself (it does not rebuild one from its message)."""
 
-    def __init__(self, factory: StepFactory, device: str) -> None:
+    def __init__(self, factory: StepFactory, device: str, loader: Loader | None = None) -> None:
         import ray
 
+        if loader is not None:
+            init_worker()  # search and networks share the one CPU Ray reserved: one thread each
         node = f"{socket.gethostname()} (Ray node {ray.get_runtime_context().get_node_id()})"
-        self.step, self.refused = None, ""
+        self.step, self.loader, self.refused = None, loader, ""
         try:
             self.step = factory.build(device, node)
         except InputError as exc:
             self.refused = str(exc)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        groups = list(batch["loaded"])
-        results = [[] for _ in groups] if self.refused else [self.step(list(group)) for group in groups]
+        groups = list(batch["records"] if self.loader else batch["loaded"])
+        if self.refused:
+            results = [[] for _ in groups]
+        elif self.loader:
+            results = [self.step([self.loader(record) for record in group]) for group in groups]
+        else:
+            results = [self.step(list(group)) for group in groups]
         return {"results": results, "refused": [self.refused] * len(groups)}
 
 
@@ -92,13 +108,19 @@ def run_ray(groups: Sequence[Sequence[ImageRecord]], loader: Loader, factory: St
         gpus = _on_gpus(factory.arguments.get("device", "auto"), resources)
         blocks = _blocks(len(groups), int(resources.get("CPU", 1)))
         dataset = ray.data.from_items([{"records": list(group)} for group in groups], override_num_blocks=blocks)
-        # The memory request (what searching a 500 px wide image may take) is one the actors do not make,
-        # so Ray keeps the searches in CPU tasks of their own instead of fusing them into the actors.
-        dataset = dataset.map(_load_group, fn_kwargs={"loader": loader}, num_cpus=1, memory=SEARCH_MEMORY)
-        # From one actor up to as many as the cluster's GPUs (or CPUs) allow, as it gains them.
-        dataset = dataset.map_batches(_StepActor, fn_constructor_kwargs={"factory": factory, "device": "cuda" if gpus else "cpu"},
-                                      batch_size=1, num_cpus=1, num_gpus=1 if gpus else 0,
-                                      compute=ray.data.ActorPoolStrategy(min_size=1, max_size=None))
+        # As many actors as the cluster's GPUs (or CPUs) allow now, all started at once (growing the pool
+        # one actor at a time left a core idle for the first 6 s), and more as it gains them.
+        now = int(resources.get("GPU" if gpus else "CPU", 0))
+        pool = ray.data.ActorPoolStrategy(min_size=max(1, min(now, len(groups))), max_size=None)
+        if gpus:
+            # The memory request (what searching a 500 px wide image may take) is one the actors do not make,
+            # so Ray keeps the searches in CPU tasks of their own instead of fusing them into the actors.
+            dataset = dataset.map(_load_group, fn_kwargs={"loader": loader}, num_cpus=1, memory=SEARCH_MEMORY)
+            dataset = dataset.map_batches(_StepActor, fn_constructor_kwargs={"factory": factory, "device": GPU_ACTOR["device"]},
+                                          batch_size=1, num_cpus=1, num_gpus=GPU_ACTOR["num_gpus"], compute=pool)
+        else:
+            dataset = dataset.map_batches(_StepActor, fn_constructor_kwargs={"factory": factory, "device": "cpu", "loader": loader},
+                                          batch_size=1, num_cpus=1, memory=SEARCH_MEMORY, compute=pool)
         for row in dataset.iter_rows():
             if row["refused"]:
                 raise InputError(None, row["refused"])
