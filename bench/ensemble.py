@@ -11,7 +11,7 @@ with ``--runtimes``, each configuration once per runtime that runs the classifie
 --runtime``), side by side.
 The same numbers, one configuration at a time, come from the CLI:
 
-    incdet detect demo/test/images --model M.pt [--model ...] --multibox incdet/weights/demo_multibox.pt \
+    incdet detect demo/test/images --model M.pt [--model ...] --multibox incdet/weights/demo/multibox.pt \
         [--no-bbox-reg] --out out/d.json
     incdet eval --gt demo/test/annotations --dets out/d.json [--iou 0.7]
 """
