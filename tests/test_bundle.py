@@ -59,7 +59,7 @@ def test_a_bundle_records_its_files_and_settings(shipped, tiny):
     assert manifest["format"] == FORMAT and manifest["classes"] == list(shipped.classes)
     assert [m["file"] for m in manifest["members"]] == [f"members/{p.stem}.pt" for p in DEMO_REGION_MODELS]
     assert [m["sha256"] for m in manifest["members"]] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in DEMO_REGION_MODELS]
-    assert [m["input_size"] for m in manifest["members"]] == [64, 75, 80] and all(m["bbox_reg"] for m in manifest["members"])
+    assert [m["input_size"] for m in manifest["members"]] == [64, 72, 80] and all(m["bbox_reg"] for m in manifest["members"])
     assert manifest["multibox"]["file"] == "multibox.pt" and manifest["multibox"]["settings"]["top_n"] == 200
     assert manifest["search"] == SearchSettings().to_dict() and manifest["selection"]["nms_iou"] == 0.3
     assert manifest["results"] == {"val_map": {"ensemble": 0.83}}

@@ -33,7 +33,7 @@ def demo_crops(tmp_path_factory) -> dict[int, torch.Tensor]:
     rng = np.random.default_rng(0)
     xy = rng.random((13, 2)) * 150
     boxes = torch.tensor(np.concatenate([xy, xy + 20 + rng.random((13, 2)) * 90], 1), dtype=torch.float32)
-    return {size: warp_image_regions(image, boxes, size, pad) for size, pad in ((64, 5), (75, 5), (80, 8), (32, 2))}
+    return {size: warp_image_regions(image, boxes, size, pad) for size, pad in ((64, 5), (72, 5), (80, 8), (32, 2))}
 
 
 def _run(path, crops: torch.Tensor) -> list[np.ndarray]:
