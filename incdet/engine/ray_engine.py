@@ -3,7 +3,7 @@
     on GPUs:  groups --map(load_group, num_cpus=1)--> decoded images + proposals   (CPU tasks)
                      --map_batches(StepActor, num_gpus=1 each)--> results   (actors: models loaded once)
     on CPUs:  groups --map_batches(StepActor with the loader, num_cpus=1 each)--> results
-              then   --iter_rows() on the driver--> the same work folder or proposal store as a local run
+    both:     results --iter_rows() on the driver--> the same work folder or proposal store as a local run
 
 On CPUs each actor searches its group and classifies it on its own core. Split into search tasks
 and a classifier actor, as on GPUs, the actor's core is the bottleneck (the classifiers cost more
@@ -30,7 +30,7 @@ from incdet.engine.steps import Loader, StepFactory, init_worker
 from incdet.errors import InputError
 from incdet.structures import ImageRecord, ImageResult
 
-SEARCH_MEMORY = 2**30  # bytes reserved per selective-search task (its worker process included)
+SEARCH_MEMORY = 2**30  # bytes reserved per process that searches: a GPU layout's search task or a CPU actor
 GROUPS_PER_BLOCK = 4  # a search task takes a few groups (half a minute of work): scheduling costs nothing next to it
 MAX_BLOCKS = 10_000  # what the driver tracks, however many images: 1M images in groups of 8 are 125k groups
 # What a classifier actor asks for on GPUs (tests/test_ray_cluster.py runs that layout on CPUs with device cpu, 0 GPUs).
