@@ -20,18 +20,23 @@ DESCRIPTION = ("GoogLeNet-style object detection: selective search + MultiBox pr
                "(bad items skipped and listed), 1 nothing could be processed, 2 bad input, 130 interrupted.")
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = sorted(info.name for info in pkgutil.iter_modules(incdet.commands.__path__) if not info.name.startswith("_"))  # the rest are shared helpers
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of command ``only`` alone (its module alone imported)."""
     parser = argparse.ArgumentParser(prog="incdet", description=DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(incdet.commands.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):  # shared helpers of the commands, not commands
-            continue
-        importlib.import_module(f"incdet.commands.{info.name}").register(subparsers)
+    for name in [only] if only else COMMANDS:
+        importlib.import_module(f"incdet.commands.{name}").register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # A command named first is the only one imported: some commands' modules import torch (a second),
+    # which `incdet detect` would wait for before starting its workers (incdet.commands._batch.start_workers).
+    args = build_parser(argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
     try:
         return args.func(args)
     except InputError as exc:

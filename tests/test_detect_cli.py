@@ -230,3 +230,24 @@ def test_bad_options_are_refused_up_front_with_one_line(tmp_path, model, images,
     assert err.startswith("incdet: error: ") and "\n" not in err
     assert option[0] in err or option[1] in err
     assert not (tmp_path / "d.json.parts").exists()
+
+
+@pytest.mark.parametrize("command", ["detect", "propose"])
+def test_the_workers_start_before_this_process_imports_torch(tmp_path, command):
+    """The fork server imports incdet for the search workers (seconds) while the job imports torch and
+    loads its networks, not after: so `incdet detect` imports its command's module alone, and starts
+    the fork server before anything imports torch."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import incdet.engine.forkserver as forkserver\n"
+        "seen = []\n"
+        "forkserver.start_fork_server = lambda: seen.append(sorted({'torch', 'cv2'} & set(sys.modules)))\n"
+        "from incdet.cli import main\n"
+        f"code = main([{command!r}, {str(tmp_path / 'none')!r}, '--out', {str(tmp_path / 'out.json')!r}])\n"
+        "print(seen[0])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert run.stdout.splitlines()[-1] == "[]", run.stdout + run.stderr  # neither imported when it started

@@ -57,15 +57,22 @@ def search_settings(args: argparse.Namespace) -> SearchSettings:
         raise InputError(None, f"{flag}: {exc}") from None
 
 
+def start_workers(args: argparse.Namespace) -> None:
+    """The local engine's fork server, started before this process imports torch (call it first): it
+    imports incdet for the search workers (seconds, on another core) while this process imports and
+    loads its networks (:mod:`incdet.engine.forkserver`)."""
+    if args.engine == "local" and (args.workers is None or args.workers > 0):
+        from incdet.engine.forkserver import start_fork_server
+
+        start_fork_server()
+
+
 def execution(args: argparse.Namespace) -> Execution:
-    """Where and how the job runs, as the engine options say, checked; started when the engine can
-    start before the job loads its models (the local engine's fork server imports incdet for the
-    workers while this process loads the networks)."""
-    from incdet.engine.run import Execution, start_engine
+    """Where and how the job runs, as the engine options say, checked."""
+    from incdet.engine.run import Execution
 
     chosen = Execution(args.engine, args.workers, args.ray_address, args.device, args.progress_seconds, say)
     chosen.check()
-    start_engine(chosen.engine, chosen.workers)
     return chosen
 
 

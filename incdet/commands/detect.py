@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from incdet.commands._batch import FOLDERS, add_engine_arguments, add_search_arguments, execution, interrupted, search_settings
+from incdet.commands._batch import FOLDERS, add_engine_arguments, add_search_arguments, execution, interrupted, search_settings, start_workers
 from incdet.errors import InputError
 
 # The defaults of the options a model bundle also sets. The parser's defaults are None, so that
@@ -132,6 +132,8 @@ def _search(args: argparse.Namespace, base):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.images and args.merge is None:
+        start_workers(args)  # before the imports below: the workers' own imports run meanwhile
     # Heavy imports here, not at module level: the CLI imports every command to build its parser.
     from incdet.engine import DetectionJob, join_shards
     from incdet.engine.plan import Shard

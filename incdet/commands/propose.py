@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from incdet.commands._batch import FOLDERS, add_engine_arguments, add_search_arguments, execution, interrupted, search_settings
+from incdet.commands._batch import FOLDERS, add_engine_arguments, add_search_arguments, execution, interrupted, search_settings, start_workers
 from incdet.errors import InputError
 
 OUT_SUFFIXES = (".db", ".npz", ".json")
@@ -55,6 +55,8 @@ def _store_path(out: Path, suffix: str = "") -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.images and args.merge is None:
+        start_workers(args)  # before the imports below: the workers' own imports run meanwhile
     # Heavy imports here, not at module level: the CLI imports every command to build its parser.
     from incdet.engine import ProposalJob
     from incdet.engine.plan import Shard

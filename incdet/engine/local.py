@@ -9,7 +9,7 @@ next images.
 
 Ctrl-C: a terminal sends SIGINT to every process of the job. Only the main process handles it (one
 line, exit 130, incdet.engine.run.run_groups); the fork server and the workers never see it
-(:func:`start_fork_server`), and their start and shutdown are not cut short by it
+(:func:`incdet.engine.forkserver.start_fork_server`), and their start and shutdown are not cut short by it
 (:func:`interrupt_deferred`).
 """
 
@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import multiprocessing
-import multiprocessing.forkserver
-import multiprocessing.resource_tracker
 import os
 import select
 import signal
@@ -31,6 +28,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from incdet.engine.forkserver import start_fork_server
 from incdet.engine.plan import RecordTable
 from incdet.engine.steps import Loaded, Loader, Step, init_worker
 from incdet.structures import ImageRecord, ImageResult
@@ -81,30 +79,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         pass
     return True
-
-
-def start_fork_server() -> multiprocessing.context.BaseContext:
-    """The workers' process context, its fork server started (if not running yet) with SIGINT blocked,
-    which it and every worker it forks inherit.
-
-    A job calls it as it starts, before loading its models: the fork server imports incdet (seconds)
-    meanwhile, instead of after them.
-
-    A fork server that gets Ctrl-C while it imports incdet (the first seconds) prints a 30-line
-    traceback, and workers would stop mid-image; the main process handles Ctrl-C for them and ends
-    them (their ``_exit_with`` watch). Blocked rather than ignored: a Ctrl-C that comes meanwhile
-    reaches this process once unblocked instead of being lost, and this works in any thread. The
-    resource tracker starts first, as starting it unblocks SIGINT (the same trick, CPython bpo-33613)."""
-    # forkserver: forking a parent that already runs torch/OpenMP threads can deadlock children.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["incdet.engine.steps"])
-    multiprocessing.resource_tracker.ensure_running()
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        multiprocessing.forkserver.ensure_running()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-    return context
 
 
 @contextlib.contextmanager

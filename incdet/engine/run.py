@@ -50,15 +50,6 @@ def process(
         raise InputError(None, f"the engine must be one of {', '.join(ENGINES)}, got {engine!r}")
 
 
-def start_engine(engine: str, workers: int | None) -> None:
-    """What an engine can start before the job loads its models: the local engine's fork server,
-    which imports incdet for the workers (seconds) while this process loads the networks."""
-    if engine == "local" and workers != 0:
-        from incdet.engine.local import start_fork_server
-
-        start_fork_server()
-
-
 @dataclass(frozen=True)
 class Execution:
     """Where and how a job runs: the engine (``local`` or ``ray``), its search ``workers`` (default one
