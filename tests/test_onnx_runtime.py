@@ -42,6 +42,49 @@ def test_onnxruntime_scores_and_boxes_equal_torch(demo_regions) -> None:
         assert b.probs.dtype == torch.float32 and (b.probs.argmax(1) == a.probs.argmax(1)).float().mean() > 0.999
 
 
+def test_lanes_give_the_same_bits_however_many_there_are(demo_regions) -> None:
+    """Each batch runs on whichever lane is free; the sums are made in the batches' order, so 1, 2 or 5
+    lanes write the same results (what keeps resumed and sharded jobs byte-identical)."""
+    images, proposals = demo_regions
+    tensors, boxes = [image_to_tensor(image) for image in images], [p.boxes for p in proposals]
+    ensemble = load_ensemble(DEMO_REGION_MODELS, runtime="onnxruntime")
+    ensemble.batch_size = 32  # many batches per member, so that lanes finish out of order
+    results = {}
+    for lanes in (1, 2, 5):
+        ensemble.lanes = lanes
+        results[lanes] = ensemble(tensors, boxes)
+    for lanes in (2, 5):
+        for a, b in zip(results[1], results[lanes]):
+            assert torch.equal(a.probs, b.probs) and torch.equal(a.boxes, b.boxes)
+
+
+def test_in_order_yields_in_order_with_every_lane_busy_and_no_more() -> None:
+    import random
+    import threading
+    import time
+
+    from incdet.classify.ensemble import in_order
+
+    lock, running, most = threading.Lock(), [0], [0]
+    delays = random.Random(0).choices([0.0, 0.002, 0.01], k=40)
+
+    def slow_square(i: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(delays[i])
+        with lock:
+            running[0] -= 1
+        return i * i
+
+    consumed = []
+    for value in in_order(slow_square, range(40), lanes=3):
+        consumed.append(value)
+        time.sleep(0.001)  # the caller's own work meanwhile
+    assert consumed == [i * i for i in range(40)]
+    assert most[0] == 3  # every lane busy, never more
+
+
 def test_the_runtime_is_chosen_where_it_runs() -> None:
     cpu = torch.device("cpu")
     assert resolve_runtime("auto", cpu, "fp32") == "onnxruntime"
