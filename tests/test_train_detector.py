@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from incdet.cli import main
 from incdet.data.demo import generate_demo
@@ -30,9 +31,30 @@ def demo(tmp_path_factory) -> Path:
     return root
 
 
-def _args(demo: Path, out: Path, *extra: str) -> list[str]:
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    """A demo too small to learn from, for the tests of resuming."""
+    root = tmp_path_factory.mktemp("small")
+    generate_demo(root, seed=0, counts={"train": 24, "val": 4, "test": 4})
+    return root
+
+
+@pytest.fixture(scope="module")
+def brief(tmp_path_factory) -> Path:
+    """The quick recipe with the fewest epochs a resumed job can be tested with (the member's two, to
+    be killed after its first): what a job does around its steps takes as long, its steps seconds."""
+    recipe = yaml.safe_load((REPO / "configs" / "recipes" / "quick.yaml").read_text())
+    recipe["backbones"]["googlenet"].update(max_epochs=1, optim={**recipe["backbones"]["googlenet"]["optim"], "ema_start_epoch": 0})
+    recipe["members"][0].update(max_epochs=2, optim={**recipe["members"][0]["optim"], "ema_start_epoch": 0})
+    recipe["multibox"]["max_epochs"] = 1
+    path = tmp_path_factory.mktemp("recipe") / "brief.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def _args(demo: Path, out: Path, *extra: str, recipe: str | Path = "quick") -> list[str]:
     return ["train", "detector", "--train", str(demo / "train" / "annotations"), "--val", str(demo / "val" / "annotations"),
-            "--out", str(out), "--recipe", "quick", "--device", "cpu", *extra]
+            "--out", str(out), "--recipe", str(recipe), "--device", "cpu", *extra]
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen:
@@ -70,6 +92,13 @@ def uninterrupted(demo, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def brief_uninterrupted(small, brief, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("brief") / "job"
+    _finish(_args(small, out, recipe=brief), out.parent / "log.txt")
+    return out
+
+
 def test_the_quick_recipe_gives_a_bundle_that_detects(demo, uninterrupted, tmp_path, capsys) -> None:
     bundle = json.loads((uninterrupted / "bundle" / "bundle.json").read_text())
     assert [Path(m["file"]).parent.name for m in bundle["members"]] == ["members"] and bundle["multibox"] is not None
@@ -93,26 +122,26 @@ def _kill_when(args: list[str], log: Path, condition) -> None:
     assert_no_processes_left(process.pid)
 
 
-def test_killed_between_steps_and_run_again_gives_the_uninterrupted_detector(demo, uninterrupted, tmp_path) -> None:
+def test_killed_between_steps_and_run_again_gives_the_uninterrupted_detector(small, brief, brief_uninterrupted, tmp_path) -> None:
     """Killed as the backbone step is recorded done: the rerun skips the finished steps and trains the
     rest as the uninterrupted job did, bit for bit."""
     out = tmp_path / "job"
-    _kill_when(_args(demo, out), tmp_path / "first.txt", lambda: "backbone-googlenet" in _done(out))
+    _kill_when(_args(small, out, recipe=brief), tmp_path / "first.txt", lambda: "backbone-googlenet" in _done(out))
     assert _done(out) == ["proposals", "crops", "backbone-googlenet"]
-    printed = _finish(_args(demo, out), tmp_path / "second.txt")
+    printed = _finish(_args(small, out, recipe=brief), tmp_path / "second.txt")
     assert "[1/6] proposals: done" in printed and "[3/6] backbone-googlenet: done" in printed
-    assert _detect(demo, out / "bundle", tmp_path / "resumed.json") == _detect(demo, uninterrupted / "bundle", tmp_path / "once.json")
+    assert _detect(small, out / "bundle", tmp_path / "resumed.json") == _detect(small, brief_uninterrupted / "bundle", tmp_path / "once.json")
 
 
-def test_killed_mid_step_and_run_again_continues_from_the_step_checkpoint(demo, tmp_path) -> None:
+def test_killed_mid_step_and_run_again_continues_from_the_step_checkpoint(small, brief, tmp_path) -> None:
     """Killed inside the member's training, after its first epoch: the rerun continues that training
     from its last checkpoint (not from the start) and finishes the bundle. Not bit for bit the
     uninterrupted job: the data workers' random region samples are drawn anew."""
     out = tmp_path / "job"
     checkpoint = out / "steps" / "member-googlenet64" / "checkpoints" / "last.ckpt"
-    _kill_when(_args(demo, out), tmp_path / "first.txt", checkpoint.is_file)
+    _kill_when(_args(small, out, recipe=brief), tmp_path / "first.txt", checkpoint.is_file)
     assert "member-googlenet64" not in _done(out)
-    printed = _finish(_args(demo, out), tmp_path / "second.txt")
+    printed = _finish(_args(small, out, recipe=brief), tmp_path / "second.txt")
     assert f"Restored all states from the checkpoint at {checkpoint}" in printed
     assert _done(out)[-1] == "bundle" and (out / "bundle" / "bundle.json").is_file()
 
