@@ -16,7 +16,6 @@ import logging
 import warnings
 from pathlib import Path
 
-import onnx
 import torch
 from torch import Tensor, nn
 
@@ -56,6 +55,8 @@ def onnx_metadata(spec: RegionClassifierSpec) -> dict:
 
 def export_onnx(spec: RegionClassifierSpec, model: RegionClassifier, path: str | Path, batch: int = 2) -> Path:
     """Write ``model`` as ONNX at ``path`` (atomically) with a dynamic batch axis."""
+    import onnx  # here: onnx takes 0.6 s to import, which every detection process would pay for a cached graph
+
     deployable = _Deployable(model.cpu().eval()).eval()
     example = torch.zeros(batch, 3, spec.input_size, spec.input_size)
     outputs = ["probs", "deltas"] if spec.bbox_reg else ["probs"]

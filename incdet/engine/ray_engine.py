@@ -5,10 +5,11 @@
     on CPUs:  groups --map_batches(StepActor with the loader, num_cpus=1 each)--> results
     both:     results --iter_rows() on the driver--> the same work folder or proposal store as a local run
 
-On CPUs each actor searches its group and classifies it on its own core. Split into search tasks
-and a classifier actor, as on GPUs, the actor's core is the bottleneck (the classifiers cost more
-than the search) while the search cores wait for it: measured 0.80x the local engine on 2 cores
-(bench/detect.py --sections ray).
+On CPUs each actor searches its group and classifies it on the CPU Ray reserved for it (its
+ensemble's two lanes may use a second core while another actor's is idle, as at a job's end).
+Split into search tasks and a classifier actor, as on GPUs, the actor's core is the bottleneck
+(the classifiers cost more than the search) while the search cores wait for it: measured 0.80x the
+local engine on 2 cores (bench/detect.py --sections ray).
 
 A row is one group (see :mod:`incdet.engine.plan`), so each actor batch is exactly the group a
 local run would form and the results are the same. Ray streams the operators with backpressure,
@@ -52,7 +53,7 @@ class _StepActor:
         import ray
 
         if loader is not None:
-            init_worker()  # search and networks share the one CPU Ray reserved: one thread each
+            init_worker()  # search and torch: one thread each on the CPU Ray reserved (the ensemble's lanes: two)
         node = f"{socket.gethostname()} (Ray node {ray.get_runtime_context().get_node_id()})"
         self.step, self.loader, self.refused = None, loader, ""
         try:
