@@ -60,8 +60,10 @@ class _StepActor:
         self.step, self.loader, self.refused = None, loader, ""
         # OpenCV's search releases the GIL: while every actor is busy the threads share the actor's CPU,
         # and an actor left working alone (a job's last groups) searches on two cores (8 demo images:
-        # 0.55 s, against 1.1 s on one thread).
-        self.searches = ThreadPoolExecutor(SEARCH_THREADS, thread_name_prefix="incdet-search") if loader else None
+        # 0.55 s, against 1.1 s on one thread). Stored proposals are read on this thread: a proposal
+        # store's SQLite connection belongs to the thread that opened it.
+        searching = loader is not None and loader.stored is None
+        self.searches = ThreadPoolExecutor(SEARCH_THREADS, thread_name_prefix="incdet-search") if searching else None
         try:
             self.step = factory.build(device, node)
         except InputError as exc:
@@ -72,7 +74,8 @@ class _StepActor:
         if self.refused:
             results = [[] for _ in groups]
         elif self.loader:
-            results = [self.step(list(self.searches.map(self.loader, group))) for group in groups]
+            load = self.searches.map if self.searches else map
+            results = [self.step(list(load(self.loader, group))) for group in groups]
         else:
             results = [self.step(list(group)) for group in groups]
         return {"results": results, "refused": [self.refused] * len(groups)}
