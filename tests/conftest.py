@@ -30,3 +30,16 @@ def onnx_cache(tmp_path_factory):
         os.environ.pop("INCDET_CACHE")
     else:
         os.environ["INCDET_CACHE"] = before
+
+
+@pytest.fixture(scope="session")
+def make_demo(tmp_path_factory):
+    """``make_demo(train, val, test)``: a demo dataset (seed 0) of that many images per split, in a folder of its own."""
+    from incdet.data.demo import generate_demo
+
+    def make(train: int, val: int, test: int):
+        root = tmp_path_factory.mktemp("demo")
+        generate_demo(root, seed=0, counts={"train": train, "val": val, "test": test})
+        return root
+
+    return make

@@ -32,12 +32,8 @@ RECIPES = sorted((CONFIGS[0].parent / "recipes").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
-def tiny_split(tmp_path_factory) -> Path:
-    from incdet.data.demo import generate_demo
-
-    root = tmp_path_factory.mktemp("demo")
-    generate_demo(root, seed=0, counts={"train": 2, "val": 1, "test": 1})
-    return root
+def tiny_split(make_demo) -> Path:
+    return make_demo(train=2, val=1, test=1)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import torch
 import yaml
 
 from incdet.cli import main
-from incdet.data.demo import generate_demo
 from incdet.nets.factory import build_classifier
 from fault_helpers import REPO, assert_no_processes_left
 
@@ -25,18 +24,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("demo")
-    generate_demo(root, seed=0, counts={"train": 96, "val": 10, "test": 10})
-    return root
+def demo(make_demo) -> Path:
+    return make_demo(train=96, val=10, test=10)
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory) -> Path:
+def small(make_demo) -> Path:
     """A demo too small to learn from, for the tests of resuming."""
-    root = tmp_path_factory.mktemp("small")
-    generate_demo(root, seed=0, counts={"train": 24, "val": 4, "test": 4})
-    return root
+    return make_demo(train=24, val=4, test=4)
 
 
 @pytest.fixture(scope="module")
