@@ -58,6 +58,27 @@ def test_lanes_give_the_same_bits_however_many_there_are(demo_regions) -> None:
             assert torch.equal(a.probs, b.probs) and torch.equal(a.boxes, b.boxes)
 
 
+def test_lanes_follow_the_threads_up_to_a_cap_and_then_sessions_get_several(demo_regions) -> None:
+    """A lane holds a batch's activations, so a machine of many cores gets MAX_LANES lanes of several
+    threads each rather than one lane per core; the results stay the same bits."""
+    from incdet.classify.ensemble import MAX_LANES
+
+    images, proposals = demo_regions
+    tensors, boxes = [image_to_tensor(image) for image in images], [p.boxes for p in proposals]
+    before = torch.get_num_threads()
+    built = {}
+    try:
+        for threads in (1, 2, 4 * MAX_LANES):
+            torch.set_num_threads(threads)
+            built[threads] = load_ensemble(DEMO_REGION_MODELS[:1], runtime="onnxruntime")
+    finally:
+        torch.set_num_threads(before)
+    assert [(e.lanes, e.sessions[0].session.get_session_options().intra_op_num_threads) for e in built.values()] == [
+        (2, 1), (2, 1), (MAX_LANES, 4)]
+    small, large = built[1](tensors, boxes), built[4 * MAX_LANES](tensors, boxes)
+    assert all(torch.equal(a.probs, b.probs) and torch.equal(a.boxes, b.boxes) for a, b in zip(small, large))
+
+
 def test_in_order_yields_in_order_with_every_lane_busy_and_no_more() -> None:
     import random
     import threading

@@ -29,6 +29,7 @@ from incdet.structures import RegionScores
 
 T = TypeVar("T")
 R = TypeVar("R")
+MAX_LANES = 8
 
 
 class Ensemble(nn.Module):
@@ -55,10 +56,14 @@ class Ensemble(nn.Module):
         self.bbox_reg = bbox_reg
         self.precision = precision
         self.runtime = runtime
-        self.sessions = [OnnxMember(spec, model) for spec, model in zip(self.specs, self.members)] if runtime == "onnxruntime" else None
         # onnxruntime's lanes (in_order): as many as torch has threads now (OMP_NUM_THREADS, or Ray's CPUs), at
-        # least 2, so that a warp always runs beside a network.
-        self.lanes = max(2, torch.get_num_threads())
+        # least 2, so that a warp always runs beside a network, and at most MAX_LANES, as each lane holds a
+        # batch's activations (22 MB for the shipped 80 px member at batch 256, measured; a full-size
+        # member's are many times that); beyond, each lane's session gets several threads.
+        threads = torch.get_num_threads()
+        self.lanes = min(MAX_LANES, max(2, threads))
+        self.sessions = ([OnnxMember(spec, model, threads=max(1, threads // self.lanes)) for spec, model in zip(self.specs, self.members)]
+                         if runtime == "onnxruntime" else None)
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -78,18 +78,20 @@ def _graph(spec: RegionClassifierSpec, model: nn.Module) -> tuple[Path, bytes]:
 
 
 class OnnxMember:
-    """One region classifier as a single-threaded onnxruntime session: ``(B, 3, S, S)`` crops ->
+    """One region classifier as an onnxruntime session of ``threads`` threads: ``(B, 3, S, S)`` crops ->
     ``(probs, deltas)`` as :class:`incdet.classify.ensemble.Ensemble` adds them (probabilities, and
     encoded box deltas or None for a classifier without a regressor), float32 on the CPU. Several
     threads may call it at once (onnxruntime's ``run`` is thread-safe)."""
 
-    def __init__(self, spec: RegionClassifierSpec, model: nn.Module) -> None:
+    def __init__(self, spec: RegionClassifierSpec, model: nn.Module, threads: int = 1) -> None:
         import onnxruntime
 
         path, graph = _graph(spec, model)
         options = onnxruntime.SessionOptions()
-        # One thread: the ensemble runs a session on several lanes at once (incdet.classify.ensemble.in_order).
-        options.intra_op_num_threads = 1
+        # Few threads: the ensemble runs a session on several lanes at once (incdet.classify.ensemble.in_order).
+        options.intra_op_num_threads = threads
+        # Idle threads (of a session with several) sleep instead of spinning: the CPU they leave runs the search workers.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
