@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # A command named first is the only one imported: some commands' modules import torch (a second),
     # which `incdet detect` would wait for before starting its workers (incdet.commands._batch.start_workers).
-    args = build_parser(argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
+    named = argv[0].replace("-", "_") if argv else None  # `incdet eval-cls` is the module eval_cls
+    args = build_parser(named if named in COMMANDS else None).parse_args(argv)
     try:
         return args.func(args)
     except InputError as exc:
