@@ -128,8 +128,8 @@ def in_order(function: Callable[[T], R], items: Sequence[T], lanes: int) -> Iter
     Why threads: the warp (``roi_align``) and onnxruntime release the GIL, and the warp's kernel is
     single-threaded. With one lane the caller's own work (a member on the device) overlaps the next
     warp. On the CPU, ``lanes`` single-threaded onnxruntime runs beside their warps keep every core
-    busy without the barriers of one run split over the cores (measured on a group of 8 demo images,
-    2 cores: 3.4 s, against 4.1 s for a 2-thread run beside one warp thread)."""
+    busy without the barriers of one run split over the cores (`bench/detect.py --sections
+    streaming commit` measures the whole path)."""
     with ThreadPoolExecutor(lanes, thread_name_prefix="incdet-lane") as pool:
         pending: deque[Future[R]] = deque()
         for item in items:

@@ -58,10 +58,11 @@ def search_settings(args: argparse.Namespace) -> SearchSettings:
 
 
 def start_workers(args: argparse.Namespace) -> None:
-    """The local engine's fork server, started before this process imports torch (call it first): it
-    imports incdet for the search workers (seconds, on another core) while this process imports and
-    loads its networks (:mod:`incdet.engine.forkserver`)."""
-    if args.engine == "local" and (args.workers is None or args.workers > 0):
+    """The local engine's fork server, when the job will search images in workers (IMAGES given, not
+    ``--merge``), started before this process imports torch (call it first): it imports incdet for the
+    search workers (seconds, on another core) while this process imports and loads its networks
+    (:mod:`incdet.engine.forkserver`)."""
+    if args.images and args.merge is None and args.engine == "local" and (args.workers is None or args.workers > 0):
         from incdet.engine.forkserver import start_fork_server
 
         start_fork_server()

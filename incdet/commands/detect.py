@@ -132,8 +132,7 @@ def _search(args: argparse.Namespace, base):
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.images and args.merge is None:
-        start_workers(args)  # before the imports below: the workers' own imports run meanwhile
+    start_workers(args)  # before the imports below: the workers' own imports run meanwhile
     # Heavy imports here, not at module level: the CLI imports every command to build its parser.
     from incdet.engine import DetectionJob, join_shards
     from incdet.engine.plan import Shard

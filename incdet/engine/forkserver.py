@@ -1,9 +1,9 @@
 """The local engine's fork server, which starts its worker processes; standard library only.
 
 A job starts it first thing (:func:`incdet.commands._batch.start_workers`), before this process
-imports torch: the fork server's own import of incdet (about 3 s on one core) then runs on another
+imports torch: the fork server's own import of incdet (seconds, on one core) then runs on another
 core while this process imports and loads its networks, instead of after them, when the workers are
-first needed (measured: 2.4 s of a 29 s run on 40 images, 2 cores).
+first needed and the first group would wait for it.
 """
 
 from __future__ import annotations

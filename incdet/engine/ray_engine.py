@@ -55,13 +55,13 @@ class _StepActor:
         import ray
 
         if loader is not None:
-            init_worker()  # search and torch: one thread each on the CPU Ray reserved (the ensemble's lanes: two)
+            init_worker()  # OpenCV and torch: one thread per call (the actor runs two searches, and the ensemble two lanes)
         node = f"{socket.gethostname()} (Ray node {ray.get_runtime_context().get_node_id()})"
         self.step, self.loader, self.refused = None, loader, ""
         # OpenCV's search releases the GIL: while every actor is busy the threads share the actor's CPU,
-        # and an actor left working alone (a job's last groups) searches on two cores (8 demo images:
-        # 0.55 s, against 1.1 s on one thread). Stored proposals are read on this thread: a proposal
-        # store's SQLite connection belongs to the thread that opened it.
+        # and an actor left working alone (a job's last groups) searches on two cores (`bench/detect.py
+        # --sections ray`: 0.88x the local engine before, 0.96x after, on 40 images). Stored proposals
+        # are read on this thread: a proposal store's SQLite connection belongs to the thread that opened it.
         searching = loader is not None and loader.stored is None
         self.searches = ThreadPoolExecutor(SEARCH_THREADS, thread_name_prefix="incdet-search") if searching else None
         try:
