@@ -22,10 +22,11 @@ import torch
 from ray.cluster_utils import Cluster
 
 import incdet.pipeline
+from incdet.classify.ensemble import MAX_LANES
 from incdet.cli import main
 from incdet.data.demo import generate_demo
 from incdet.engine import ray_engine
-from incdet.engine.ray_engine import MAX_BLOCKS, _blocks
+from incdet.engine.ray_engine import MAX_BLOCKS, SEARCH_MEMORY, _actor_cpus, _blocks
 from incdet.engine.steps import ModelFile
 from incdet.errors import InputError
 from incdet.io import file_sha256
@@ -35,12 +36,13 @@ from incdet.weights import DEMO_MULTIBOX, DEMO_REGION_MODELS, WEIGHTS_DIR
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A head and a second node, their workers in a folder of their own."""
+    """A head and a second node, their workers in a folder of their own; two CPUs each, so a CPU actor
+    searches on two threads beside its classifier."""
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(tmp_path_factory.mktemp("cluster"))
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
     try:
-        cluster.add_node(num_cpus=1)
+        cluster.add_node(num_cpus=2)
         cluster.wait_for_nodes()
         yield cluster
     finally:
@@ -142,3 +144,13 @@ def test_blocks_hold_a_few_groups_and_stay_bounded() -> None:
     assert _blocks(1_000, 4) == 250  # four groups per block
     assert _blocks(125_000, 64) == MAX_BLOCKS  # a million images in groups of 8
     assert _blocks(10, 100) == 10
+
+
+def test_a_cpu_actor_fills_the_smallest_live_node_up_to_the_lanes_cap() -> None:
+    def node(cpus: float, gib: float = 64, alive: bool = True) -> dict:
+        return {"Alive": alive, "Resources": {"CPU": cpus, "memory": gib * SEARCH_MEMORY} if cpus else {"GPU": 1.0}}
+
+    assert _actor_cpus([node(16), node(4), node(2, alive=False)]) == 4  # 4 actors on the 16-core node
+    assert _actor_cpus([node(16, gib=6.5)]) == 6  # memory for 6 searches at once
+    assert _actor_cpus([node(64), node(0)]) == MAX_LANES  # a GPU-only node has no CPUs to fill
+    assert _actor_cpus([]) == 1

@@ -156,6 +156,11 @@ MUTANTS = (
            (f"{ENGINE}::test_a_line_cut_short_by_a_kill_leaves_its_group_to_do",)),
     Mutant("shards-overlap", "incdet/engine/plan.py", "k % shard.count == shard.index - 1", "k % shard.count <= shard.index - 1",
            (f"{ENGINE}::test_two_shards_merged_equal_one_run",)),
+    # A Ray CPU actor reads stored proposals on one thread (SQLite), and fills a node with one actor.
+    Mutant("ray-store-read-on-many-threads", "incdet/engine/ray_engine.py", "cpus if loader.stored is None else 1", "cpus",
+           ("tests/test_ray_cluster.py::test_propose_and_detect_from_a_stored_file_on_the_cluster_equal_the_local_engine",)),
+    Mutant("ray-actor-per-core", "incdet/engine/ray_engine.py", "min(MAX_LANES, min(fits, default=1))", "1",
+           ("tests/test_ray_cluster.py::test_a_cpu_actor_fills_the_smallest_live_node_up_to_the_lanes_cap",)),
     Mutant("store-identity-ignores-rows", "incdet/proposals/store.py",
            'digest.update(f"{key}\\t{size}\\t{mtime}\\t{length}\\n".encode())', "pass",
            ("tests/test_proposal_store.py::test_a_store_is_identified_by_its_settings_and_rows_not_its_bytes",)),

@@ -2,14 +2,15 @@
 
     on GPUs:  groups --map(load_group, num_cpus=1)--> decoded images + proposals   (CPU tasks)
                      --map_batches(StepActor, num_gpus=1 each)--> results   (actors: models loaded once)
-    on CPUs:  groups --map_batches(StepActor with the loader, num_cpus=1 each)--> results
+    on CPUs:  groups --map_batches(StepActor with the loader, num_cpus=a node's CPUs, two calls at once)--> results
     both:     results --iter_rows() on the driver--> the same work folder or proposal store as a local run
 
-On CPUs each actor searches its group and classifies it on the CPU Ray reserved for it (its
-ensemble's two lanes may use a second core while another actor's is idle, as at a job's end).
-Split into search tasks and a classifier actor, as on GPUs, the actor's core is the bottleneck
-(the classifiers cost more than the search) while the search cores wait for it: measured 0.80x the
-local engine on 2 cores (bench/detect.py --sections ray).
+On CPUs one actor fills a node (at most MAX_LANES CPUs; several on a bigger node) and runs it as the
+local engine runs a machine: it searches the next group on a thread per CPU while it classifies the
+group before on the ensemble's lanes. It imports torch and loads the networks once per node, where
+an actor per CPU did so once per core: 0.90x the local engine's images/s before, 0.97-0.98x after
+(bench/detect.py --sections ray, 40 images, 2 cores). Split into search tasks and a classifier
+actor, as on GPUs, the actor's core was the bottleneck while the search cores waited for it (0.80x).
 
 A row is one group (see :mod:`incdet.engine.plan`), so each actor batch is exactly the group a
 local run would form and the results are the same. Ray streams the operators with backpressure,
@@ -24,16 +25,19 @@ imported only here (``pip install -e ".[ray]"``).
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import torch
+
+from incdet.classify.ensemble import MAX_LANES
 from incdet.engine.steps import Loader, StepFactory, init_worker
 from incdet.errors import InputError
 from incdet.structures import ImageRecord, ImageResult
 
 SEARCH_MEMORY = 2**30  # bytes reserved per process that searches: a GPU layout's search task or a CPU actor
-SEARCH_THREADS = 2  # per CPU actor, as its ensemble's lanes
 GROUPS_PER_BLOCK = 4  # a search task takes a few groups (half a minute of work): scheduling costs nothing next to it
 MAX_BLOCKS = 10_000  # what the driver tracks, however many images: 1M images in groups of 8 are 125k groups
 # What a classifier actor asks for on GPUs (tests/test_ray_cluster.py runs that layout on CPUs with device cpu, 0 GPUs).
@@ -49,36 +53,57 @@ class _StepActor:
     """Loads the models once per actor (each checked against the job's SHA-256); each call runs the
     step on one group, loading it first when given the ``loader`` (rows of records, not of loaded
     images). A refusal travels back as a row's ``refused`` line: Ray cannot carry an InputError
-    itself (it does not rebuild one from its message)."""
+    itself (it does not rebuild one from its message).
 
-    def __init__(self, factory: StepFactory, device: str, loader: Loader | None = None) -> None:
+    With the loader (the CPU layout) an actor holds ``cpus`` CPUs, ideally a whole node, and works as
+    the local engine does: Ray runs two calls at once (ActorPoolStrategy's true multi-threading), so
+    one group's images are searched on ``cpus`` threads (OpenCV releases the GIL) while the group
+    before is classified on the ensemble's lanes, one group at a time. One actor per node imports
+    torch and loads the networks once, not once per core.
+    """
+
+    def __init__(self, factory: StepFactory, device: str, loader: Loader | None = None, cpus: int = 1) -> None:
         import ray
 
-        if loader is not None:
-            init_worker()  # OpenCV and torch: one thread per call (the actor runs two searches, and the ensemble two lanes)
         node = f"{socket.gethostname()} (Ray node {ray.get_runtime_context().get_node_id()})"
-        self.step, self.loader, self.refused = None, loader, ""
-        # OpenCV's search releases the GIL: while every actor is busy the threads share the actor's CPU,
-        # and an actor left working alone (a job's last groups) searches on two cores (`bench/detect.py
-        # --sections ray`: 0.88x the local engine before, 0.96x after, on 40 images). Stored proposals
-        # are read on this thread: a proposal store's SQLite connection belongs to the thread that opened it.
-        searching = loader is not None and loader.stored is None
-        self.searches = ThreadPoolExecutor(SEARCH_THREADS, thread_name_prefix="incdet-search") if searching else None
+        self.loader = loader
+        self.classifying = threading.Lock()
+        loading = 0
+        if loader is not None:
+            # A proposal store's SQLite connection belongs to the thread that opened it: stored proposals are
+            # read on one thread, the same for every call.
+            loading = cpus if loader.stored is None else 1
+            self.loads = ThreadPoolExecutor(loading, thread_name_prefix="incdet-load")
+            init_worker()  # OpenCV: one thread per search
+            torch.set_num_threads(cpus)  # the ensemble takes a lane per CPU
+        self.step, self.refused = None, ""
         try:
             self.step = factory.build(device, node)
         except InputError as exc:
             self.refused = str(exc)
+        if loader is not None:
+            # As the local engine's run_local: torch (MultiBox, the warps) gets the CPUs the loads leave, at least
+            # one thread; more threads than cores make OpenMP's threads wait on each other at every layer.
+            torch.set_num_threads(max(1, cpus - loading))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         groups = list(batch["records"] if self.loader else batch["loaded"])
         if self.refused:
-            results = [[] for _ in groups]
-        elif self.loader:
-            load = self.searches.map if self.searches else map
-            results = [self.step(list(load(self.loader, group))) for group in groups]
-        else:
-            results = [self.step(list(group)) for group in groups]
-        return {"results": results, "refused": [self.refused] * len(groups)}
+            return {"results": [[] for _ in groups], "refused": [self.refused] * len(groups)}
+        results = []
+        for group in groups:
+            loaded = list(self.loads.map(self.loader, group)) if self.loader else list(group)
+            with self.classifying:
+                results.append(self.step(loaded))
+        return {"results": results, "refused": [""] * len(groups)}
+
+
+def _actor_cpus(nodes: list[dict[str, Any]]) -> int:
+    """CPUs per CPU actor: as many as the smallest live node has, and memory for as many searches
+    (one actor fills it), at most MAX_LANES."""
+    fits = [min(int(node["Resources"].get("CPU", 0)), int(node["Resources"].get("memory", 0) // SEARCH_MEMORY))
+            for node in nodes if node.get("Alive") and node["Resources"].get("CPU", 0) >= 1]
+    return max(1, min(MAX_LANES, min(fits, default=1)))
 
 
 def _blocks(groups: int, cpus: int) -> int:
@@ -120,17 +145,19 @@ def run_ray(groups: Sequence[Sequence[ImageRecord]], loader: Loader, factory: St
         dataset = ray.data.from_items([{"records": list(group)} for group in groups], override_num_blocks=blocks)
         # As many actors as the cluster's GPUs (or CPUs) allow now, all started at once (growing the pool
         # one actor at a time left a core idle for the first 6 s), and more as it gains them.
-        now = int(resources.get("GPU" if gpus else "CPU", 0))
-        pool = ray.data.ActorPoolStrategy(min_size=max(1, min(now, len(groups))), max_size=None)
         if gpus:
+            pool = ray.data.ActorPoolStrategy(min_size=max(1, min(int(resources.get("GPU", 0)), len(groups))), max_size=None)
             # The memory request (what searching a 500 px wide image may take) is one the actors do not make,
             # so Ray keeps the searches in CPU tasks of their own instead of fusing them into the actors.
             dataset = dataset.map(_load_group, fn_kwargs={"loader": loader}, num_cpus=1, memory=SEARCH_MEMORY)
             dataset = dataset.map_batches(_StepActor, fn_constructor_kwargs={"factory": factory, "device": GPU_ACTOR["device"]},
                                           batch_size=1, num_cpus=1, num_gpus=GPU_ACTOR["num_gpus"], compute=pool)
         else:
-            dataset = dataset.map_batches(_StepActor, fn_constructor_kwargs={"factory": factory, "device": "cpu", "loader": loader},
-                                          batch_size=1, num_cpus=1, memory=SEARCH_MEMORY, compute=pool)
+            cpus = _actor_cpus(ray.nodes())
+            pool = ray.data.ActorPoolStrategy(min_size=max(1, min(int(resources.get("CPU", 0)) // cpus, len(groups))), max_size=None,
+                                              max_concurrent_calls_per_actor=2, enable_true_multi_threading=True)
+            dataset = dataset.map_batches(_StepActor, fn_constructor_kwargs={"factory": factory, "device": "cpu", "loader": loader, "cpus": cpus},
+                                          batch_size=1, num_cpus=cpus, memory=cpus * SEARCH_MEMORY, compute=pool)
         for row in dataset.iter_rows():
             if row["refused"]:
                 raise InputError(None, row["refused"])
