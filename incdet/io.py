@@ -34,7 +34,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphans(path)
+    remove_orphans(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_WRITER}-{os.getpid()}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     # mkstemp creates the file 0600; give it the permissions a plain open() would.
@@ -65,11 +65,13 @@ def _fsync_folder(folder: Path) -> None:
 _WRITER = socket.gethostname().replace(".", "_").replace("-", "_") or "host"
 
 
-def _remove_orphans(path: Path) -> None:
-    """Delete the temporary files of ``path`` whose writer, a process of this host, is gone."""
-    prefix = f".{path.name}.{_WRITER}-"
-    for tmp in path.parent.glob(f"{glob.escape(prefix)}*"):
-        pid = tmp.name[len(prefix):].split(".", 1)[0]
+def remove_orphans(folder: Path, name: str | None = None) -> None:
+    """Delete the temporary files in ``folder`` (of the file ``name``, or of any) whose writer, a process
+    of this host, is gone."""
+    marker = f".{_WRITER}-"
+    pattern = glob.escape(f".{name}{marker}") + "*" if name else f".*{glob.escape(marker)}*"
+    for tmp in folder.glob(pattern):
+        pid = tmp.name.rpartition(marker)[2].split(".", 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:

@@ -80,3 +80,21 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write_and_a_live
     live.write_text("a live writer's")
     write_json(tmp_path / "out.json", {"a": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["other.json", "out.json", live.name])
+
+
+def test_a_checkpoint_save_clears_every_killed_writers_temporary_file_in_its_folder(tmp_path):
+    import subprocess
+    import sys
+
+    from incdet.train.run_dir import AtomicCheckpointIO
+
+    # A run killed while it wrote epoch 3's checkpoint; the resumed run saves epoch 4's and last.ckpt.
+    code = ("import os, sys; from incdet.io import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('half'); os.kill(os.getpid(), 9)")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "epoch=3-step=12.ckpt")], check=False)
+    (orphan,) = tmp_path.iterdir()
+    writer, _, pid_rest = orphan.name.rpartition("-")  # .epoch=3-step=12.ckpt.HOST-PID.RANDOM.ckpt
+    live = tmp_path / f"{writer}-{os.getppid()}.{pid_rest.split('.', 1)[1]}"  # this test's parent is alive
+    live.write_text("a live writer's")
+    AtomicCheckpointIO().save_checkpoint({"epoch": 4}, tmp_path / "epoch=4-step=16.ckpt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["epoch=4-step=16.ckpt", live.name])

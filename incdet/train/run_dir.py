@@ -30,7 +30,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from incdet.errors import InputError
-from incdet.io import atomic_path, check_output_path
+from incdet.io import atomic_path, check_output_path, remove_orphans
 
 LAST = "last.ckpt"
 # Without checkpoint_every_n_steps, last.ckpt is written after this much training time.
@@ -93,10 +93,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     Lightning writes a checkpoint to a temporary file in ``$TMPDIR`` and moves it into place: across
     filesystems (``/tmp`` to a cluster's shared disk) that move is a copy, and a kill during it leaves
     a cut-short ``last.ckpt``. This one writes beside the target, fsyncs and renames
-    (:func:`incdet.io.atomic_path`).
+    (:func:`incdet.io.atomic_path`). A run killed while it wrote an epoch's checkpoint leaves that
+    name's temporary file, and a resumed run writes other epochs' names: each save clears the folder
+    of every killed writer's temporary files.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        remove_orphans(Path(path).parent)
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
 
