@@ -161,6 +161,8 @@ MUTANTS = (
            ("tests/test_ray_cluster.py::test_propose_and_detect_from_a_stored_file_on_the_cluster_equal_the_local_engine",)),
     Mutant("ray-actor-per-core", "incdet/engine/ray_engine.py", "min(MAX_LANES, min(fits, default=1))", "1",
            ("tests/test_ray_cluster.py::test_a_cpu_actor_fills_the_smallest_live_node_up_to_the_lanes_cap",)),
+    Mutant("checkpoint-save-keeps-orphans", "incdet/train/run_dir.py", "        remove_orphans(Path(path).parent)\n", "",
+           ("tests/test_io.py::test_a_checkpoint_save_clears_every_killed_writers_temporary_file_in_its_folder",)),
     Mutant("store-identity-ignores-rows", "incdet/proposals/store.py",
            'digest.update(f"{key}\\t{size}\\t{mtime}\\t{length}\\n".encode())', "pass",
            ("tests/test_proposal_store.py::test_a_store_is_identified_by_its_settings_and_rows_not_its_bytes",)),
