@@ -62,14 +62,18 @@ def test_collect_images_keys_by_relative_path_sorted_once_and_refuses_clashing_k
         collect_images([a, tmp_path / "b"])
 
 
-def test_a_killed_writers_temporary_file_is_removed_by_the_next_write_and_a_live_ones_kept(tmp_path):
+def _killed_while_writing(path) -> None:
+    """A writer killed by SIGKILL between creating its temporary file and the rename."""
     import subprocess
     import sys
 
-    # A writer killed by SIGKILL between creating its temporary file and the rename.
     code = ("import os, sys; from incdet.io import atomic_path\n"
             "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('half'); os.kill(os.getpid(), 9)")
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "out.json")], check=False)
+    subprocess.run([sys.executable, "-c", code, str(path)], check=False)
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write_and_a_live_ones_kept(tmp_path):
+    _killed_while_writing(tmp_path / "out.json")
     orphans = [p.name for p in tmp_path.iterdir()]
     assert len(orphans) == 1 and orphans[0].startswith(".out.json.")
     with atomic_path(tmp_path / "other.json") as tmp:  # another output leaves it alone
@@ -83,15 +87,10 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write_and_a_live
 
 
 def test_a_checkpoint_save_clears_every_killed_writers_temporary_file_in_its_folder(tmp_path):
-    import subprocess
-    import sys
-
     from incdet.train.run_dir import AtomicCheckpointIO
 
-    # A run killed while it wrote epoch 3's checkpoint; the resumed run saves epoch 4's and last.ckpt.
-    code = ("import os, sys; from incdet.io import atomic_path\n"
-            "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('half'); os.kill(os.getpid(), 9)")
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "epoch=3-step=12.ckpt")], check=False)
+    # A run killed while it wrote epoch 3's checkpoint; the resumed run saves epoch 4's.
+    _killed_while_writing(tmp_path / "epoch=3-step=12.ckpt")
     (orphan,) = tmp_path.iterdir()
     writer, _, pid_rest = orphan.name.rpartition("-")  # .epoch=3-step=12.ckpt.HOST-PID.RANDOM.ckpt
     live = tmp_path / f"{writer}-{os.getppid()}.{pid_rest.split('.', 1)[1]}"  # this test's parent is alive
