@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
@@ -108,19 +109,22 @@ def read_image(path: str | Path) -> np.ndarray:
     channels, alpha and palettes are dropped and 16-bit images are scaled to 8 bits, because
     every later stage expects 8-bit RGB. Every failure is an InputError naming the file.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "no such file")
-    if path.is_dir():
-        raise InputError(path, "is a directory, not an image file")
-    if not path.is_file():
-        raise InputError(path, "is not a regular file (a pipe, socket or device?)")
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except PermissionError:
-        raise InputError(path, "cannot read the file (permission denied)") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot read the file ({exc.strerror or exc})") from None
+    if is_url(path):
+        data = _read_object(path)
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise InputError(path, "no such file")
+        if path.is_dir():
+            raise InputError(path, "is a directory, not an image file")
+        if not path.is_file():
+            raise InputError(path, "is not a regular file (a pipe, socket or device?)")
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except PermissionError:
+            raise InputError(path, "cannot read the file (permission denied)") from None
+        except OSError as exc:
+            raise InputError(path, f"cannot read the file ({exc.strerror or exc})") from None
     try:
         # IMREAD_COLOR applies the EXIF orientation (IMREAD_UNCHANGED would not); ANYDEPTH keeps 16 bits.
         image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
@@ -136,6 +140,83 @@ def read_image(path: str | Path) -> np.ndarray:
         raise InputError(path, f"unsupported pixel type {image.dtype} (8- or 16-bit images only)")
     # In place: a 10000x10000 photo is 300 MB, and a copy would double the peak memory.
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
+
+
+def is_url(path: object) -> bool:
+    """Whether ``path`` names an object in an object store (``s3://bucket/key``), not a local file.
+    Only a string can: a ``Path`` would fold the ``//``."""
+    return isinstance(path, str) and "://" in path
+
+
+@functools.lru_cache(maxsize=16)
+def _store(root: str) -> Any:
+    """pyarrow's file system for ``root`` (``s3://bucket``), its credentials, region and endpoint from
+    the usual environment (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...). pyarrow, which Ray Data reads
+    object stores with, rather than code of our own: it signs requests, retries and streams."""
+    try:
+        from pyarrow import fs
+    except ImportError:
+        raise InputError(root, "object-store URLs are read with pyarrow: pip install pyarrow (or -e \".[ray]\")") from None
+    try:
+        return fs.FileSystem.from_uri(root)[0]
+    except Exception as exc:  # noqa: BLE001 - pyarrow's errors for an unknown scheme or a bad URL differ by version
+        raise InputError(root, f"not an object store pyarrow can open ({type(exc).__name__}: {exc})") from None
+
+
+def _locate(url: str) -> tuple[Any, str]:
+    """The object store of ``url`` and the object's path in it (``bucket/key``)."""
+    scheme, rest = url.split("://", 1)
+    return _store(f"{scheme}://{rest.split('/', 1)[0]}"), rest
+
+
+def _read_object(url: str) -> np.ndarray:
+    """The bytes of the object at ``url``. A missing object is an InputError; a network or server error
+    stays an OSError, which a batch job counts as transient (retried by the next run)."""
+    store, path = _locate(url)
+    try:
+        with store.open_input_file(path) as stream:
+            return np.frombuffer(stream.read(), np.uint8)
+    except FileNotFoundError:
+        raise InputError(url, "no such object") from None
+
+
+def file_stamp(path: str | Path) -> tuple[int, int] | None:
+    """Size and modification time (ns) of an image file or object, or None when it is gone: if either
+    changes, what a job made of it is stale."""
+    if is_url(path):
+        store, key = _locate(path)
+        from pyarrow import fs
+
+        info = store.get_file_info(key)
+        return (info.size, info.mtime_ns) if info.type == fs.FileType.File else None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _list_objects(url: str) -> list[tuple[str, str]]:
+    """(key, URL) of the images under the object-store "folder" ``url`` (keys relative to it, hidden
+    names skipped, as :func:`list_images`), or of the one object ``url`` names."""
+    from pyarrow import fs
+
+    store, base = _locate(url.rstrip("/"))
+    scheme = url.split("://", 1)[0]
+    info = store.get_file_info(base)
+    if info.type == fs.FileType.File:
+        return [(base.rsplit("/", 1)[-1], f"{scheme}://{base}")]
+    if info.type != fs.FileType.Directory:
+        raise InputError(url, "no such object or prefix")
+    pairs = []
+    for entry in store.get_file_info(fs.FileSelector(base, recursive=True)):
+        key = entry.path[len(base) + 1:]
+        if entry.type == fs.FileType.File and Path(key).suffix.lower() in IMAGE_SUFFIXES \
+                and not any(part.startswith(".") for part in key.split("/")):
+            pairs.append((key, f"{scheme}://{entry.path}"))
+    if not pairs:
+        raise InputError(url, f"no image files ({', '.join(IMAGE_SUFFIXES)}) under this prefix")
+    return sorted(pairs)
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -165,20 +246,29 @@ def collect_images(items: Sequence[str | Path]) -> list[ImageRecord]:
     order of ``items`` and is the same in every shard and resumed run of the job. Two different
     files with one key (``a/x.png`` and ``b/x.png`` given as folders ``a`` and ``b``) are refused.
     Paths are made absolute in the folder the job starts in: a Ray worker reads them from a folder of its own.
+    An item may also be an object-store URL (``s3://bucket/prefix`` or one object's URL): its images are
+    listed and later read through pyarrow, keyed as in a folder, and their records keep the URL as a string.
     """
     # Imported here: structures imports torch, and `incdet --help` reads this module.
     from incdet.structures import ImageRecord
 
-    found: dict[str, Path] = {}
+    found: dict[str, Path | str] = {}
     for item in items:
-        item = Path(item).absolute()
-        pairs = [(p.relative_to(item).as_posix(), p) for p in list_images(item)] if item.is_dir() else [(item.name, item)]
+        if is_url(item):
+            pairs = _list_objects(item)
+        else:
+            item = Path(item).absolute()
+            pairs = [(p.relative_to(item).as_posix(), p) for p in list_images(item)] if item.is_dir() else [(item.name, item)]
         for key, path in pairs:
-            if key in found and found[key].resolve() != path.resolve():
+            if key in found and _same(found[key]) != _same(path):
                 raise InputError(path, f"has the key {key!r} of {found[key]} too; results are keyed by the path "
                                        "relative to the folder given, so give the folder above both")
             found.setdefault(key, path)
     return [ImageRecord(found[key], key, index) for index, key in enumerate(sorted(found))]
+
+
+def _same(path: Path | str) -> Path | str:
+    return path if is_url(path) else Path(path).resolve()
 
 
 def check_output_path(path: str | Path, *, folder: bool = False) -> Path:

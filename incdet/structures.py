@@ -136,7 +136,7 @@ class ImageRecord:
     (stable across shards and resumed runs, so outputs are identical however the job was split).
     """
 
-    path: Path
+    path: Path | str  # a local file, or an object-store URL (a string: see incdet.io.is_url)
     key: str
     image_id: int
 

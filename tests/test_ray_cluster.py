@@ -5,9 +5,9 @@ driver, the local engine's detections and proposals exactly, and a model file wh
 on a node refused in one line.
 
 Six small demo images, one shipped model and no MultiBox (but for one propose run) keep each run to
-seconds; the cluster (a head and a second node, one CPU each: an actor searching and classifying on
-each, or in the GPU layout the actor on one and search tasks on the other) is started once for the
-module."""
+seconds; the cluster (a head and a second node, two CPUs each: an actor on each that searches one
+group on two threads while it classifies another, or in the GPU layout classifier actors and search
+tasks) is started once for the module."""
 
 from __future__ import annotations
 

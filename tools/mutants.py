@@ -163,6 +163,8 @@ MUTANTS = (
            ("tests/test_ray_cluster.py::test_a_cpu_actor_fills_the_smallest_live_node_up_to_the_lanes_cap",)),
     Mutant("checkpoint-save-keeps-orphans", "incdet/train/run_dir.py", "        remove_orphans(Path(path).parent)\n", "",
            ("tests/test_io.py::test_a_checkpoint_save_clears_every_killed_writers_temporary_file_in_its_folder",)),
+    Mutant("object-stamp-missing", "incdet/io.py", "return (info.size, info.mtime_ns) if info.type == fs.FileType.File else None",
+           "return None", ("tests/test_object_store.py::test_detections_from_a_bucket_equal_those_from_the_folder_and_a_shard_resumes_by_the_objects_stamps",)),
     Mutant("store-identity-ignores-rows", "incdet/proposals/store.py",
            'digest.update(f"{key}\\t{size}\\t{mtime}\\t{length}\\n".encode())', "pass",
            ("tests/test_proposal_store.py::test_a_store_is_identified_by_its_settings_and_rows_not_its_bytes",)),

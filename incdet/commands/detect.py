@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Ctrl-C to resume. Exit codes: 0 done (bad images are reported and skipped), 1 no image could be processed, "
         "2 bad input, 130 interrupted.",
     )
-    parser.add_argument("images", nargs="*", metavar="IMAGES", help="image files and/or folders of images")
+    parser.add_argument("images", nargs="*", metavar="IMAGES", help="image files and/or folders of images, or object-store URLs (s3://bucket/prefix)")
     parser.add_argument("--model", action="append", help="region-classifier checkpoint; repeat for an ensemble (default: the shipped "
                         "demo ensemble); or a model bundle folder (a whole detector: its models and settings; options given "
                         "explicitly override its settings), alone")

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"measure them on ground truth. {FOLDERS} Rerun the same command to resume. Exit codes: 0 done, 1 no image "
         "could be processed, 2 bad input, 130 interrupted.",
     )
-    parser.add_argument("images", nargs="*", type=Path, metavar="IMAGES", help="image files or folders of images")
+    parser.add_argument("images", nargs="*", metavar="IMAGES", help="image files or folders of images, or object-store URLs (s3://bucket/prefix)")
     parser.add_argument("--out", type=Path, required=True, help="the proposal store (.db), or a flat .npz/.json exported at the "
                         "end from the store OUT_STEM.db beside it")
     add_search_arguments(parser)

@@ -50,7 +50,11 @@ def _as_is(item: Loaded) -> Loaded:
     return item  # DataLoader's default would turn the numpy arrays into tensors
 
 
-def _worker_init(_: int, main_pid: int) -> None:
+def _worker_init(_: int, main_pid: int, environment: dict[str, str]) -> None:
+    # The job's environment, not the fork server's: it was started by an earlier job of this process (a
+    # notebook that set AWS_* variables for s3:// images since).
+    os.environ.clear()
+    os.environ.update(environment)
     init_worker()
     threading.Thread(target=_exit_with, args=(main_pid,), daemon=True, name="incdet-main-watch").start()
 
@@ -119,7 +123,7 @@ def load_images(records: Sequence[ImageRecord], loader: Loader, workers: int | N
             with interrupt_deferred():
                 loaded = iter(DataLoader(_Images(table, loader), batch_size=None, num_workers=workers, collate_fn=_as_is,
                                          multiprocessing_context=context,
-                                         worker_init_fn=functools.partial(_worker_init, main_pid=os.getpid()),
+                                         worker_init_fn=functools.partial(_worker_init, main_pid=os.getpid(), environment=dict(os.environ)),
                                          prefetch_factor=max(2, -(-ahead // workers))))
             yield from loaded
         finally:

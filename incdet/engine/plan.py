@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from incdet.errors import InputError
+from incdet.io import is_url
 from incdet.structures import ImageRecord
 
 
@@ -100,7 +101,8 @@ class RecordTable:
         path_end, key_end = int(a["path_ends"][index]), int(a["key_ends"][index])
         text = a["paths"][start:key_end].tobytes().decode("utf-8", "surrogateescape")
         cut = len(a["paths"][start:path_end].tobytes().decode("utf-8", "surrogateescape"))
-        return ImageRecord(Path(text[:cut]), text[cut:], int(a["image_ids"][index]))
+        path = text[:cut]
+        return ImageRecord(path if is_url(path) else Path(path), text[cut:], int(a["image_ids"][index]))
 
     def __getstate__(self) -> dict:
         return {"folder": self.folder}

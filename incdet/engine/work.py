@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -35,7 +34,7 @@ import numpy as np
 
 from incdet.engine.plan import Shard
 from incdet.errors import InputError
-from incdet.io import atomic_path, write_json
+from incdet.io import atomic_path, file_stamp, write_json
 from incdet.postprocess.coco_results import to_coco_records
 from incdet.structures import ImageRecord, ImageResult
 
@@ -55,12 +54,9 @@ def inputs_digest(images: Sequence[ImageRecord]) -> dict[str, Any]:
     return {"images": len(images), "sha256": digest}
 
 
-def _stamp(path: Path) -> list[int] | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return [stat.st_size, stat.st_mtime_ns]
+def _stamp(path: Path | str) -> list[int] | None:
+    stamp = file_stamp(path)
+    return None if stamp is None else list(stamp)
 
 
 def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:

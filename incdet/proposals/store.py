@@ -35,6 +35,7 @@ import numpy as np
 
 from incdet.boxes import clip_and_check
 from incdet.errors import InputError
+from incdet.io import file_stamp
 from incdet.structures import Proposals
 
 SUFFIX = ".db"
@@ -57,8 +58,10 @@ class FileStamp:
 
     @classmethod
     def of(cls, path: str | Path) -> FileStamp:
-        stat = os.stat(path)
-        return cls(stat.st_size, stat.st_mtime_ns)
+        stamp = file_stamp(path)
+        if stamp is None:
+            raise FileNotFoundError(f"{path}: gone")
+        return cls(*stamp)
 
 
 @dataclass(frozen=True)
