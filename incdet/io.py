@@ -181,13 +181,16 @@ def _read_object(url: str) -> np.ndarray:
 
 
 def file_stamp(path: str | Path) -> tuple[int, int] | None:
-    """Size and modification time (ns) of an image file or object, or None when it is gone: if either
-    changes, what a job made of it is stale."""
+    """Size and modification time (ns) of an image file or object, or None when it is gone (or its
+    store unreachable): if either changes, what a job made of it is stale."""
     if is_url(path):
-        store, key = _locate(path)
         from pyarrow import fs
 
-        info = store.get_file_info(key)
+        store, key = _locate(path)
+        try:
+            info = store.get_file_info(key)
+        except OSError:
+            return None
         return (info.size, info.mtime_ns) if info.type == fs.FileType.File else None
     try:
         stat = os.stat(path)
