@@ -184,9 +184,9 @@ def file_stamp(path: str | Path) -> tuple[int, int] | None:
     """Size and modification time (ns) of an image file or object, or None when it is gone (or its
     store unreachable): if either changes, what a job made of it is stale."""
     if is_url(path):
+        store, key = _locate(path)  # first: without pyarrow, the one-line InputError saying to install it
         from pyarrow import fs
 
-        store, key = _locate(path)
         try:
             info = store.get_file_info(key)
         except OSError:
@@ -202,9 +202,9 @@ def file_stamp(path: str | Path) -> tuple[int, int] | None:
 def _list_objects(url: str) -> list[tuple[str, str]]:
     """(key, URL) of the images under the object-store "folder" ``url`` (keys relative to it, hidden
     names skipped, as :func:`list_images`), or of the one object ``url`` names."""
+    store, base = _locate(url.rstrip("/"))  # first: without pyarrow, the one-line InputError saying to install it
     from pyarrow import fs
 
-    store, base = _locate(url.rstrip("/"))
     scheme = url.split("://", 1)[0]
     info = store.get_file_info(base)
     if info.type == fs.FileType.File:

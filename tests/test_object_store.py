@@ -17,6 +17,7 @@ from pyarrow import fs
 import incdet.io
 from incdet.cli import main
 from incdet.data.demo import generate_demo
+from incdet.errors import InputError
 from incdet.weights import DEMO_REGION_MODELS
 
 BUCKET = "incdet-images"
@@ -94,3 +95,9 @@ def test_a_missing_prefix_is_refused_in_one_line(s3, tmp_path, capsys) -> None:
     assert main(["detect", f"s3://{BUCKET}/nothing-here", "--out", str(tmp_path / "d.json"), *DETECT]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"incdet: error: s3://{BUCKET}/nothing-here: no such object or prefix", err
+
+
+def test_without_pyarrow_a_url_is_refused_in_one_line_saying_what_to_install(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
+    with pytest.raises(InputError, match=r"^s3://bucket: object-store URLs are read with pyarrow: pip install pyarrow"):
+        incdet.io.collect_images(["s3://bucket/photos"])
